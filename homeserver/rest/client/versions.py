@@ -1,0 +1,77 @@
+"""`/versions`, `/capabilities` and the `.well-known` documents: what clients read before anything else."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from homeserver.http.errors import not_found
+from homeserver.http.router import client_patterns
+from homeserver.http.site import PimanRequest
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+# Spec versions whose client-server API this server aims to serve. Endpoints a version added that
+# are not built yet are listed in ../shared/matrix-spec/ENDPOINTS.md and answer M_UNRECOGNIZED.
+# v1.11 (authenticated media) is advertised once the media repository exists (issue #5): clients
+# switch to /_matrix/client/v1/media as soon as they see it.
+SUPPORTED_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10"]
+
+
+class VersionsServlet:
+    PATTERNS = ["/_matrix/client/versions"]
+
+    def __init__(self, hs: "HomeServer") -> None:
+        self._hs = hs
+
+    async def on_GET(self, request: PimanRequest) -> tuple[int, Any]:
+        # Only features that really work are flagged here.
+        return HTTPStatus.OK, {"versions": SUPPORTED_VERSIONS, "unstable_features": {}}
+
+
+class CapabilitiesServlet:
+    PATTERNS = client_patterns("/capabilities")
+
+    def __init__(self, hs: "HomeServer") -> None:
+        self._hs = hs
+
+    async def on_GET(self, request: PimanRequest) -> tuple[int, Any]:
+        await self._hs.auth.get_user_by_req(request, allow_guest=True)
+        return HTTPStatus.OK, {
+            "capabilities": {
+                "m.change_password": {"enabled": self._hs.password_handler.enabled},
+                # Profiles and third-party identifiers arrive with later issues: say so rather than fail later.
+                "m.set_displayname": {"enabled": False},
+                "m.set_avatar_url": {"enabled": False},
+                "m.3pid_changes": {"enabled": False},
+                "m.get_login_token": {"enabled": False},
+            }
+        }
+
+
+class ClientWellKnownServlet:
+    PATTERNS = ["/.well-known/matrix/client"]
+
+    def __init__(self, hs: "HomeServer") -> None:
+        self._hs = hs
+
+    async def on_GET(self, request: PimanRequest) -> tuple[int, Any]:
+        return HTTPStatus.OK, self._hs.client_well_known()
+
+
+class ServerWellKnownServlet:
+    PATTERNS = ["/.well-known/matrix/server"]
+
+    def __init__(self, hs: "HomeServer") -> None:
+        self._hs = hs
+
+    async def on_GET(self, request: PimanRequest) -> tuple[int, Any]:
+        delegated = self._hs.server_well_known()
+        if delegated is None:
+            raise not_found("This server does not serve /.well-known/matrix/server.")
+        return HTTPStatus.OK, delegated
+
+
+def servlets(hs: "HomeServer") -> list[Any]:
+    return [VersionsServlet(hs), CapabilitiesServlet(hs), ClientWellKnownServlet(hs), ServerWellKnownServlet(hs)]

@@ -1,0 +1,125 @@
+"""User accounts: the row that says a user ID exists and how it may log in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage.database import Database, Transaction
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    user_id: str
+    password_hash: str | None
+    creation_ts: int
+    admin: bool
+    is_guest: bool
+    deactivated: bool
+    user_type: str | None
+    locked: bool
+
+
+_USER_COLUMNS = "user_id, password_hash, creation_ts, admin, is_guest, deactivated, user_type, locked"
+
+
+class UserStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def register_user(
+        self,
+        user_id: str,
+        password_hash: str | None,
+        now_ms: int,
+        *,
+        admin: bool = False,
+        is_guest: bool = False,
+        user_type: str | None = None,
+    ) -> bool:
+        """Create the user; False (never an error) if the ID is already taken, even by a racer."""
+        return await self._db.run_interaction(
+            "register_user", self._register_user_txn, user_id, password_hash, now_ms,
+            admin, is_guest, user_type,
+        )
+
+    @staticmethod
+    def _register_user_txn(
+        txn: Transaction, user_id: str, password_hash: str | None, now_ms: int,
+        admin: bool, is_guest: bool, user_type: str | None,
+    ) -> bool:
+        # ON CONFLICT waits for a concurrent insert of the same ID to finish
+        # instead of failing; at REPEATABLE READ PostgreSQL may report that as
+        # a serialisation failure, and the retry then sees the row.
+        txn.execute(
+            "INSERT INTO users (user_id, password_hash, creation_ts, admin, is_guest, user_type)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
+            (user_id, password_hash, now_ms, admin, is_guest, user_type),
+        )
+        return txn.rowcount == 1
+
+    async def get_user(self, user_id: str) -> UserInfo | None:
+        rows = await self._db.execute(
+            "get_user", f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = ?", user_id
+        )
+        return _user_from_row(rows[0]) if rows else None
+
+    async def find_user_ids_case_insensitive(self, user_id: str) -> list[str]:
+        rows = await self._db.execute(
+            "find_user_ids_case_insensitive",
+            "SELECT user_id FROM users WHERE lower(user_id) = lower(?) ORDER BY user_id",
+            user_id,
+        )
+        return [row[0] for row in rows]
+
+    async def is_user_id_taken(self, user_id: str) -> bool:
+        """Whether this ID, compared case-insensitively, belongs to an account.
+
+        Case-insensitive because registration must refuse IDs that differ from
+        an existing one by case only; deactivated accounts keep their ID.
+        """
+        rows = await self._db.execute(
+            "is_user_id_taken",
+            "SELECT 1 FROM users WHERE lower(user_id) = lower(?) LIMIT 1",
+            user_id,
+        )
+        return bool(rows)
+
+    async def set_password_hash(self, user_id: str, password_hash: str | None) -> bool:
+        return await self._update_column("set_password_hash", "password_hash", user_id, password_hash)
+
+    async def set_admin(self, user_id: str, admin: bool) -> bool:
+        return await self._update_column("set_admin", "admin", user_id, bool(admin))
+
+    async def set_deactivated(self, user_id: str, deactivated: bool) -> bool:
+        return await self._update_column("set_deactivated", "deactivated", user_id, bool(deactivated))
+
+    async def set_locked(self, user_id: str, locked: bool) -> bool:
+        return await self._update_column("set_locked", "locked", user_id, bool(locked))
+
+    async def count_users(self) -> int:
+        """All accounts, guests and deactivated ones included."""
+        rows = await self._db.execute("count_users", "SELECT COUNT(*) FROM users")
+        return int(rows[0][0])
+
+    async def _update_column(self, desc: str, column: str, user_id: str, value: object) -> bool:
+        """Set one column; False if there is no such user."""
+
+        def _update_txn(txn: Transaction) -> bool:
+            txn.execute(f"UPDATE users SET {column} = ? WHERE user_id = ?", (value, user_id))
+            return txn.rowcount == 1
+
+        return await self._db.run_interaction(desc, _update_txn)
+
+
+def _user_from_row(row: tuple) -> UserInfo:
+    user_id, password_hash, creation_ts, admin, is_guest, deactivated, user_type, locked = row
+    return UserInfo(
+        user_id=user_id,
+        password_hash=password_hash,
+        creation_ts=int(creation_ts),
+        admin=bool(admin),
+        is_guest=bool(is_guest),
+        deactivated=bool(deactivated),
+        user_type=user_type,
+        locked=bool(locked),
+    )
