@@ -9,6 +9,7 @@ from typing import Any
 from prometheus_client.twisted import MetricsResource
 from twisted.internet import defer, ssl
 from twisted.internet.interfaces import IListeningPort
+from twisted.protocols.policies import WrappingFactory
 from twisted.web.resource import Resource
 
 from config import HomeServerConfig
@@ -73,11 +74,29 @@ def _tls_options(config: HomeServerConfig) -> ssl.CertificateOptions:
     return ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem).options()
 
 
-def start_listeners(hs: HomeServer) -> list[tuple[IListeningPort, str]]:
-    """Listen on every configured address; returns the ports and a URL line for each."""
+class Listener:
+    """A listening port, and the connections it accepted (so a shutdown can flush and close them)."""
+
+    def __init__(self, port: IListeningPort, connections: WrappingFactory, description: str) -> None:
+        self.port = port
+        self.connections = connections
+        self.description = description
+
+    async def close_connections(self, clock: Any, timeout_s: float = 5.0) -> None:
+        """Close every open connection after its pending output is written."""
+        for protocol in list(self.connections.protocols):
+            protocol.transport.loseConnection()
+        waited = 0.0
+        while self.connections.protocols and waited < timeout_s:
+            await clock.sleep(0.01)
+            waited += 0.01
+
+
+def start_listeners(hs: HomeServer) -> list[Listener]:
+    """Listen on every configured address; returns one `Listener` per address."""
     config = hs.config
     max_body = max(config.max_upload_size, config.max_request_body_size)
-    started: list[tuple[IListeningPort, str]] = []
+    started: list[Listener] = []
     for index, listener in enumerate(config.listeners):
         names = {name for res in listener.resources for name in res.names}
         if listener.type == "metrics":
@@ -89,29 +108,32 @@ def start_listeners(hs: HomeServer) -> list[tuple[IListeningPort, str]]:
         site = PimanSite(root, max_body_size=max_body, x_forwarded=listener.x_forwarded, name=f"l{index}")
         scheme = "https" if listener.tls else "http"
         for address in listener.bind_addresses:
+            factory = WrappingFactory(site)
             if listener.tls:
-                port = hs.reactor.listenSSL(listener.port, site, _tls_options(config), interface=address)
+                port = hs.reactor.listenSSL(listener.port, factory, _tls_options(config), interface=address)
             else:
-                port = hs.reactor.listenTCP(listener.port, site, interface=address)
+                port = hs.reactor.listenTCP(listener.port, factory, interface=address)
             host = f"[{address}]" if ":" in address else address
             url = f"{scheme}://{host}:{port.getHost().port}"
-            started.append((port, f"{url} ({', '.join(sorted(names))})"))
+            started.append(Listener(port, factory, f"{url} ({', '.join(sorted(names))})"))
     return started
 
 
-async def start(hs: HomeServer) -> list[tuple[IListeningPort, str]]:
+async def start(hs: HomeServer) -> list[Listener]:
     await hs.setup()
     hs.register_process_metrics()
     ports = start_listeners(hs)
     hs.start_background_tasks()
-    for _, line in ports:
-        logger.info("listening on %s", line)
-        print(f"listening on {line}", flush=True)
+    for listener in ports:
+        print(f"listening on {listener.description}", flush=True)
     return ports
 
 
-async def stop(hs: HomeServer, ports: list[tuple[IListeningPort, str]]) -> None:
-    """Stop taking connections, let in-flight requests finish, close the pool."""
-    await defer.gatherResults([defer.maybeDeferred(port.stopListening) for port, _ in ports])
-    await hs.shutdown()
+async def stop(hs: HomeServer, listeners: list[Listener]) -> None:
+    """Stop taking connections, let in-flight requests finish and their answers go out, close the pool."""
+    await defer.gatherResults([defer.maybeDeferred(listener.port.stopListening) for listener in listeners])
+    await hs.drain()
+    for listener in listeners:
+        await listener.close_connections(hs.clock)
+    await hs.close()
     logger.info("stopped cleanly")

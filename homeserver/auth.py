@@ -84,10 +84,12 @@ class Auth:
             raise MatrixError(HTTPStatus.FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN", "Guest accounts can't use this endpoint.")
         request.authenticated_entity = info.user_id
         if info.device_id is not None:
-            await self._record_last_seen(info.user_id, info.device_id, now, request)
+            await self.record_device_seen(info.user_id, info.device_id, request)
         return Requester(info.user_id, info.device_id, info.is_guest, info.admin, info.token_id)
 
-    async def _record_last_seen(self, user_id: str, device_id: str, now: int, request: PimanRequest) -> None:
+    async def record_device_seen(self, user_id: str, device_id: str, request: PimanRequest) -> None:
+        """Note where and when a device was last used (shown to its owner in the device list)."""
+        now = self._clock.time_msec()
         key = (user_id, device_id)
         if now - self._last_seen_written.get(key, 0) < LAST_SEEN_INTERVAL_MS:
             return

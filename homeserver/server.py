@@ -133,8 +133,8 @@ class HomeServer:
         port = url.port or (443 if url.scheme == "https" else 80)
         return {"m.server": f"{url.hostname}:{port}"}
 
-    async def shutdown(self, grace_s: float = 10.0) -> None:
-        """Finish in-flight requests (up to `grace_s`), stop background work, close the database."""
+    async def drain(self, grace_s: float = 10.0) -> None:
+        """Stop background work and wait (up to `grace_s`) for in-flight requests to finish."""
         for call in self._background:
             if call.running:
                 call.stop()
@@ -146,4 +146,6 @@ class HomeServer:
             logger.warning("Stopping with %d request(s) still in flight after %.0fs", self.inflight.count, grace_s)
         if timeout.active():
             timeout.cancel()
+
+    async def close(self) -> None:
         await self.store.close()

@@ -189,7 +189,9 @@ class Database:
                     delay = _BACKOFF_BASE_S * (2**attempt) * random.uniform(0.5, 1.5)
                     logger.info(
                         "transaction %s: retrying in %.0f ms after %s",
-                        desc, delay * 1000, type(outcome.error).__name__,
+                        desc,
+                        delay * 1000,
+                        type(outcome.error).__name__,
                     )
                     await task.deferLater(self.reactor, delay, lambda: None)
                     continue

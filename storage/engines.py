@@ -65,9 +65,12 @@ class BaseEngine(abc.ABC):
 
     @abc.abstractmethod
     def lock_schema(self, txn: Any) -> None:
-        """Serialise schema changes across processes (inside a transaction)."""
+        """Serialise schema changes across processes; must be a transaction's first statement.
 
-    def set_read_committed(self, txn: Any) -> None:
+        Statements after it see everything the previous holder committed.
+        """
+
+    def set_read_committed(self, txn: Any) -> None:  # noqa: B027 (a no-op unless overridden)
         """Lower this transaction's isolation to READ COMMITTED, where that means anything."""
 
 
@@ -95,12 +98,16 @@ class Sqlite3Engine(BaseEngine):
         try:
             self.path = str(args.pop("database"))
         except KeyError:
-            raise DatabaseConfigError("database.args.database: the SQLite file path is required")
+            raise DatabaseConfigError(
+                "database.args.database: the SQLite file path is required"
+            ) from None
         # Seconds to wait for another process's write lock before giving up.
         self._timeout = float(args.pop("timeout", 5.0))
         for forbidden in ("isolation_level", "check_same_thread"):
             if forbidden in args:
-                raise DatabaseConfigError(f"database.args.{forbidden} is managed by piman; remove it")
+                raise DatabaseConfigError(
+                    f"database.args.{forbidden} is managed by piman; remove it"
+                )
         self._extra = args
 
     @property
@@ -182,7 +189,7 @@ class PostgresEngine(BaseEngine):
             cp_min = int(args.pop("cp_min", 1))
             cp_max = int(args.pop("cp_max", 10))
         except (TypeError, ValueError):
-            raise DatabaseConfigError("database.args.cp_min and cp_max must be integers")
+            raise DatabaseConfigError("database.args.cp_min and cp_max must be integers") from None
         if not 1 <= cp_min <= cp_max:
             raise DatabaseConfigError(
                 f"database.args: need 1 <= cp_min <= cp_max, got cp_min={cp_min}, cp_max={cp_max}"
@@ -241,7 +248,8 @@ class PostgresEngine(BaseEngine):
             collate not in _SAFE_POSTGRES_LOCALES or ctype not in _SAFE_POSTGRES_LOCALES
         ):
             raise IncompatibleDatabaseError(
-                f"PostgreSQL database {dbname!r} has LC_COLLATE={collate!r} and LC_CTYPE={ctype!r}; "
+                f"PostgreSQL database {dbname!r} has LC_COLLATE={collate!r} and "
+                f"LC_CTYPE={ctype!r}; "
                 f"piman needs 'C' so that text ordering matches SQLite and indexes stay valid "
                 f"across OS locale upgrades. Recreate it with: CREATE DATABASE ... ENCODING 'UTF8' "
                 f"LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0 — or set "
@@ -269,6 +277,10 @@ class PostgresEngine(BaseEngine):
         txn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
     def lock_schema(self, txn: Any) -> None:
+        # At REPEATABLE READ the snapshot would be taken by the locking
+        # statement itself, before the wait, hiding what the previous holder
+        # committed; READ COMMITTED gives each later statement a fresh one.
+        self.set_read_committed(txn)
         # An arbitrary constant shared by every piman process ("piman" in ASCII).
         txn.execute("SELECT pg_advisory_xact_lock(112105109097110)")
 

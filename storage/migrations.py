@@ -50,8 +50,10 @@ def known_migrations() -> tuple[Migration, ...]:
     found.sort(key=lambda m: m.version)
     for expected, migration in enumerate(found, start=1):
         if migration.version != expected:
-            raise RuntimeError(f"schema migrations are not numbered 1..N: found {migration.version} "
-                               f"where {expected} was expected")
+            raise RuntimeError(
+                f"schema migrations are not numbered 1..N: found {migration.version} "
+                f"where {expected} was expected"
+            )
     return tuple(found)
 
 
@@ -141,7 +143,5 @@ async def prepare_database(db: Database, *, migrations: Sequence[Migration] | No
     for migration in migrations:
         if migration.version > current:
             now_ms = int(db.reactor.seconds() * 1000)
-            await db.run_interaction(
-                f"migrate_{migration.version:04d}", _apply, migration, now_ms
-            )
+            await db.run_interaction(f"migrate_{migration.version:04d}", _apply, migration, now_ms)
     return max(current, newest)

@@ -46,14 +46,20 @@ class DataKeyError(Exception):
 class Sealer:
     """Seals and opens blobs with a set of named keys, the current one sealing."""
 
-    def __init__(self, keys: Mapping[str, bytes], current_key_id: str, *, source: str = "the data key") -> None:
+    def __init__(
+        self, keys: Mapping[str, bytes], current_key_id: str, *, source: str = "the data key"
+    ) -> None:
         if current_key_id not in keys:
             raise DataKeyError(f"current key {current_key_id!r} is not among the keys of {source}")
         for key_id, key in keys.items():
             if not _KEY_ID_RE.match(key_id):
-                raise DataKeyError(f"{source}: invalid key id {key_id!r} (letters, digits, '_', '-', '.')")
+                raise DataKeyError(
+                    f"{source}: invalid key id {key_id!r} (letters, digits, '_', '-', '.')"
+                )
             if len(key) != KEY_SIZE:
-                raise DataKeyError(f"{source}: key {key_id!r} is {len(key)} bytes, expected {KEY_SIZE}")
+                raise DataKeyError(
+                    f"{source}: key {key_id!r} is {len(key)} bytes, expected {KEY_SIZE}"
+                )
         self.current_key_id = current_key_id
         self._source = source
         self._boxes = {key_id: nacl.secret.SecretBox(key) for key_id, key in keys.items()}
@@ -85,7 +91,9 @@ class Sealer:
 
     def seal_json(self, obj: Any) -> bytes:
         return self.seal(
-            json.dumps(obj, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode("utf-8")
+            json.dumps(obj, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode(
+                "utf-8"
+            )
         )
 
     def open_json(self, blob: bytes) -> Any:

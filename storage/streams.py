@@ -39,7 +39,9 @@ class StreamIdGenerator:
 
     async def setup(self) -> None:
         """Create the stream's counter if needed and start from its current value."""
-        position = await self._db.run_interaction(f"stream_setup_{self.stream_name}", self._setup_txn)
+        position = await self._db.run_interaction(
+            f"stream_setup_{self.stream_name}", self._setup_txn
+        )
         with self._lock:
             self._max_committed = position
             self._ready = True
@@ -56,7 +58,9 @@ class StreamIdGenerator:
             " ON CONFLICT (stream_name) DO NOTHING",
             (self.stream_name,),
         )
-        txn.execute("SELECT last_id FROM stream_positions WHERE stream_name = ?", (self.stream_name,))
+        txn.execute(
+            "SELECT last_id FROM stream_positions WHERE stream_name = ?", (self.stream_name,)
+        )
         return int(txn.fetchone()[0])  # type: ignore[index]
 
     def get_next_txn(self, txn: Transaction) -> int:

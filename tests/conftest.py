@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 import pytest_twisted
+from prometheus_client import CollectorRegistry
 
 from storage.datastore import DataStore, open_datastore
 from storage.sealing import Sealer, generate_data_key_file, load_sealer
@@ -24,14 +25,16 @@ _KNOWN_ENGINES = ("sqlite", "postgres")
 
 
 def _engines_under_test() -> list[str]:
-    wanted = [e.strip() for e in os.environ.get(ENGINES_ENV, "sqlite,postgres").split(",") if e.strip()]
+    wanted = [
+        e.strip() for e in os.environ.get(ENGINES_ENV, "sqlite,postgres").split(",") if e.strip()
+    ]
     unknown = [e for e in wanted if e not in _KNOWN_ENGINES]
     if unknown or not wanted:
         raise pytest.UsageError(
             f"{ENGINES_ENV}={os.environ.get(ENGINES_ENV)!r}: expected a comma-separated subset of "
             f"{', '.join(_KNOWN_ENGINES)}"
         )
-    return wanted
+    return list(dict.fromkeys(wanted))
 
 
 ENGINES = _engines_under_test()
@@ -80,10 +83,20 @@ def sealer(data_key_path: Path) -> Sealer:
     return load_sealer(str(data_key_path))
 
 
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """A metrics registry of the test's own, as each HomeServer has."""
+    return CollectorRegistry()
+
+
 @pytest_twisted.async_yield_fixture()
-async def datastore(database_config: dict[str, Any], reactor: Any, sealer: Sealer) -> Any:
+async def datastore(
+    database_config: dict[str, Any], reactor: Any, sealer: Sealer, registry: CollectorRegistry
+) -> Any:
     """A DataStore on a fresh database of each engine, schema in place, closed afterwards."""
-    store: DataStore = await open_datastore(database_config, reactor, sealer)
+    store: DataStore = await open_datastore(
+        database_config, reactor, sealer, metrics_registry=registry
+    )
     try:
         yield store
     finally:

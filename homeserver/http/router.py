@@ -152,10 +152,12 @@ class JsonRouter(Resource):
                 {"errcode": "M_UNKNOWN", "error": "Internal server error."},
                 {},
             )
+        try:
+            respond_json(request, code, body, headers)
+            self._metrics.observe(request.servlet_name, method, code, time.monotonic() - start)
         finally:
+            # Only once the response is handed to the transport may shutdown proceed.
             self._inflight.finished()
-        respond_json(request, code, body, headers)
-        self._metrics.observe(request.servlet_name, method, code, time.monotonic() - start)
 
     async def _dispatch(self, request: PimanRequest, method: str) -> tuple[int, Any, dict[str, str]]:
         raw_path = request.path.decode("ascii", "replace")

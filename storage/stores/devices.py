@@ -56,7 +56,8 @@ class DeviceStore:
         rows = await self._db.execute(
             "get_device",
             f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE user_id = ? AND device_id = ?",
-            user_id, device_id,
+            user_id,
+            device_id,
         )
         return self._device_from_row(rows[0]) if rows else None
 

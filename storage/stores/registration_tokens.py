@@ -82,7 +82,8 @@ class RegistrationTokenStore:
         def _set_pending_txn(txn: Transaction) -> bool:
             txn.set_read_committed()
             txn.execute(
-                f"UPDATE registration_tokens SET pending = pending + 1 WHERE token = ? AND {_VALID_SQL}",
+                "UPDATE registration_tokens SET pending = pending + 1"
+                f" WHERE token = ? AND {_VALID_SQL}",
                 (token, now_ms),
             )
             return txn.rowcount == 1
@@ -109,7 +110,8 @@ class RegistrationTokenStore:
         def _release_txn(txn: Transaction) -> bool:
             txn.set_read_committed()
             txn.execute(
-                "UPDATE registration_tokens SET pending = pending - 1 WHERE token = ? AND pending > 0",
+                "UPDATE registration_tokens SET pending = pending - 1"
+                " WHERE token = ? AND pending > 0",
                 (token,),
             )
             return txn.rowcount == 1

@@ -84,8 +84,20 @@ class TokenStore:
         )
         if not rows:
             return None
-        (token_id, user_id, device_id, created_ts, valid_until_ms, refresh_token_id,
-         last_used_ts, admin, is_guest, deactivated, locked, user_type) = rows[0]
+        (
+            token_id,
+            user_id,
+            device_id,
+            created_ts,
+            valid_until_ms,
+            refresh_token_id,
+            last_used_ts,
+            admin,
+            is_guest,
+            deactivated,
+            locked,
+            user_type,
+        ) = rows[0]
         return AccessTokenInfo(
             token_id=int(token_id),
             user_id=user_id,
@@ -137,7 +149,8 @@ class TokenStore:
                 access_where += " AND id <> ?"
                 access_args.append(except_token_id)
             txn.execute(
-                f"DELETE FROM access_tokens WHERE {access_where} RETURNING id, device_id", access_args
+                f"DELETE FROM access_tokens WHERE {access_where} RETURNING id, device_id",
+                access_args,
             )
             deleted = [(int(token_id), dev) for token_id, dev in txn.fetchall()]
             if keep_refresh_id is not None:
@@ -153,10 +166,12 @@ class TokenStore:
 
         def _delete_for_device_txn(txn: Transaction) -> None:
             txn.execute(
-                "DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?", (user_id, device_id)
+                "DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?",
+                (user_id, device_id),
             )
             txn.execute(
-                "DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?", (user_id, device_id)
+                "DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?",
+                (user_id, device_id),
             )
 
         await self._db.run_interaction("delete_tokens_for_device", _delete_for_device_txn)

@@ -19,7 +19,9 @@ class UserInfo:
     locked: bool
 
 
-_USER_COLUMNS = "user_id, password_hash, creation_ts, admin, is_guest, deactivated, user_type, locked"
+_USER_COLUMNS = (
+    "user_id, password_hash, creation_ts, admin, is_guest, deactivated, user_type, locked"
+)
 
 
 class UserStore:
@@ -38,14 +40,25 @@ class UserStore:
     ) -> bool:
         """Create the user; False (never an error) if the ID is already taken, even by a racer."""
         return await self._db.run_interaction(
-            "register_user", self._register_user_txn, user_id, password_hash, now_ms,
-            admin, is_guest, user_type,
+            "register_user",
+            self._register_user_txn,
+            user_id,
+            password_hash,
+            now_ms,
+            admin,
+            is_guest,
+            user_type,
         )
 
     @staticmethod
     def _register_user_txn(
-        txn: Transaction, user_id: str, password_hash: str | None, now_ms: int,
-        admin: bool, is_guest: bool, user_type: str | None,
+        txn: Transaction,
+        user_id: str,
+        password_hash: str | None,
+        now_ms: int,
+        admin: bool,
+        is_guest: bool,
+        user_type: str | None,
     ) -> bool:
         # ON CONFLICT waits for a concurrent insert of the same ID to finish
         # instead of failing; at REPEATABLE READ PostgreSQL may report that as
@@ -85,13 +98,17 @@ class UserStore:
         return bool(rows)
 
     async def set_password_hash(self, user_id: str, password_hash: str | None) -> bool:
-        return await self._update_column("set_password_hash", "password_hash", user_id, password_hash)
+        return await self._update_column(
+            "set_password_hash", "password_hash", user_id, password_hash
+        )
 
     async def set_admin(self, user_id: str, admin: bool) -> bool:
         return await self._update_column("set_admin", "admin", user_id, bool(admin))
 
     async def set_deactivated(self, user_id: str, deactivated: bool) -> bool:
-        return await self._update_column("set_deactivated", "deactivated", user_id, bool(deactivated))
+        return await self._update_column(
+            "set_deactivated", "deactivated", user_id, bool(deactivated)
+        )
 
     async def set_locked(self, user_id: str, locked: bool) -> bool:
         return await self._update_column("set_locked", "locked", user_id, bool(locked))

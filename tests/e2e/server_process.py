@@ -118,7 +118,11 @@ class ServerProcess:
                     f"piman run printed {len(self.urls)}/{listeners} 'listening on' lines "
                     f"in {timeout}s:\n{self.output}")
             time.sleep(0.05)
-        self.base_url = self._find_client_url()
+        try:
+            self.base_url = self._find_client_url()
+        except AssertionError:
+            self.kill()
+            raise
 
     def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None

@@ -12,6 +12,8 @@ from typing import Any
 
 import treq
 
+from tests.openapi import validate_response
+
 from config import load_config_dict
 from federation.signing_keys import generate_signing_key_file
 from homeserver.app import start, stop
@@ -19,6 +21,35 @@ from homeserver.server import HomeServer
 from storage.sealing import generate_data_key_file
 
 SERVER_NAME = "test.local"
+
+# Paths not described by the spec (Synapse's admin API) are checked by their own tests.
+_SPEC_APIS = (("/_matrix/client/", "client-server"), ("/.well-known/matrix/client", "client-server"),
+              ("/_matrix/federation/", "server-server"), ("/_matrix/key/", "server-server"),
+              ("/.well-known/matrix/server", "server-server"))
+
+
+# Keys the server sends as null for clients that require them (matrix-nio, like Synapse does),
+# where the spec's schema only says "string"/"integer": dropped before validation.
+_NULLABLE_FOR_CLIENTS = frozenset({"display_name", "last_seen_ip", "last_seen_ts"})
+
+
+def _without_client_nulls(body: Any) -> Any:
+    if isinstance(body, dict):
+        return {k: _without_client_nulls(v) for k, v in body.items()
+                if not (v is None and k in _NULLABLE_FOR_CLIENTS)}
+    if isinstance(body, list):
+        return [_without_client_nulls(v) for v in body]
+    return body
+
+
+def check_against_spec(method: str, path: str, response: "Response") -> None:
+    """Every successful response of an endpoint the spec describes must match its schema."""
+    if method == "OPTIONS" or not 200 <= response.code < 300 or response.json is None:
+        return
+    for prefix, api in _SPEC_APIS:
+        if path.startswith(prefix):
+            validate_response(api, method, path, response.code, _without_client_nulls(response.json))
+            return
 SHARED_SECRET = "test-shared-secret"
 GENEROUS = {"per_second": 1000, "burst_count": 1000}
 
@@ -45,7 +76,9 @@ def base_config(tmp_path: Path, database_config: dict[str, Any]) -> dict[str, An
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if value is None:  # None removes a key, back to its default
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge(out[key], value)
         else:
             out[key] = value
@@ -90,7 +123,9 @@ class Client:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         resp = await treq.request(method, self.base_url + path, data=data, headers=hdrs)
         content = await resp.content()
-        return Response(resp.code, content, resp.headers)
+        response = Response(resp.code, content, resp.headers)
+        check_against_spec(method, path, response)
+        return response
 
     async def get(self, path: str, **kw: Any) -> Response:
         return await self.request("GET", path, **kw)
@@ -122,7 +157,7 @@ class TestServer:
                                   source="<test>", base_dir=str(tmp_path))
         hs = HomeServer(config, reactor)
         ports = await start(hs)
-        port = ports[0][0].getHost().port
+        port = ports[0].port.getHost().port
         return cls(hs, ports, f"http://127.0.0.1:{port}")
 
     async def stop(self) -> None:

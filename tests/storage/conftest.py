@@ -1,20 +1,14 @@
-"""Fixtures for storage tests: a bare `Database` on each engine, and a metrics registry."""
+"""Fixtures for storage tests: a bare `Database` on each engine."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import pytest_twisted
 from prometheus_client import CollectorRegistry
 
 from storage.database import Database
 from storage.engines import create_engine
-
-
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
 
 
 @pytest_twisted.async_yield_fixture()

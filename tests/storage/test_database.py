@@ -64,7 +64,8 @@ async def test_placeholders_and_percent_signs(db: Database) -> None:
 @pytest_twisted.ensureDeferred
 async def test_execute_many_and_bytes(db: Database) -> None:
     await db.execute(
-        "create", convert_statement("CREATE TABLE b (k INTEGER PRIMARY KEY, data BLOB)", db.engine.name)
+        "create",
+        convert_statement("CREATE TABLE b (k INTEGER PRIMARY KEY, data BLOB)", db.engine.name),
     )
 
     def insert_many(txn: Transaction) -> None:
@@ -157,7 +158,9 @@ async def test_retry_on_real_conflict(
 
     # SQLite: another process-like connection holds the write lock for a while.
     config = {"name": "sqlite3", "args": {**database_config["args"], "timeout": 0.05}}
-    impatient = Database(create_engine(config), reactor, metrics_registry=registry, name="impatient")
+    impatient = Database(
+        create_engine(config), reactor, metrics_registry=registry, name="impatient"
+    )
     blocker = sqlite3.connect(database_config["args"]["database"], isolation_level=None)
     try:
         blocker.execute("BEGIN IMMEDIATE")
@@ -204,7 +207,7 @@ def test_engine_config_errors(tmp_path: Any) -> None:
 
 
 def test_sqlite_needs_no_psycopg2(tmp_path: Any) -> None:
-    """The embedded default runs with psycopg2 unimportable; asking for PostgreSQL says what to install."""
+    """SQLite works with psycopg2 unimportable; asking for PostgreSQL says what to install."""
     script = textwrap.dedent(
         f"""
         import sys
@@ -230,7 +233,9 @@ def test_sqlite_needs_no_psycopg2(tmp_path: Any) -> None:
         task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "install piman-homeserver[postgres]" in result.stdout
 

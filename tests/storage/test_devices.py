@@ -34,7 +34,9 @@ async def test_hidden_devices_are_listed_only_on_request(datastore: DataStore) -
     await _alice(datastore)
     await datastore.devices.store_device(ALICE, "SHOWN", None, 1)
     await datastore.devices.store_device(ALICE, "HIDDEN", None, 1)
-    await datastore.db.execute("hide", "UPDATE devices SET hidden = ? WHERE device_id = 'HIDDEN'", True)
+    await datastore.db.execute(
+        "hide", "UPDATE devices SET hidden = ? WHERE device_id = 'HIDDEN'", True
+    )
     assert [d.device_id for d in await datastore.devices.get_devices(ALICE)] == ["SHOWN"]
     listed = await datastore.devices.get_devices(ALICE, include_hidden=True)
     assert [(d.device_id, d.hidden) for d in listed] == [("HIDDEN", True), ("SHOWN", False)]
@@ -58,7 +60,9 @@ async def test_delete_devices_takes_their_tokens(datastore: DataStore) -> None:
     await _alice(datastore)
     for device_id in ("A", "B", "C"):
         await datastore.devices.store_device(ALICE, device_id, None, 1)
-        refresh_id = await datastore.tokens.add_refresh_token(ALICE, device_id, b"r" + device_id.encode(), 1)
+        refresh_id = await datastore.tokens.add_refresh_token(
+            ALICE, device_id, b"r" + device_id.encode(), 1
+        )
         await datastore.tokens.add_access_token(
             ALICE, device_id, b"a" + device_id.encode(), 1, refresh_token_id=refresh_id
         )
@@ -81,12 +85,17 @@ async def test_record_last_seen_writes_at_most_once_a_minute(datastore: DataStor
     device = await devices.get_device(ALICE, "D")
     assert device is not None
     assert (device.last_seen_ts, device.last_seen_ip, device.last_seen_user_agent) == (
-        1_000, "192.0.2.1", "Element/1.0",
+        1_000,
+        "192.0.2.1",
+        "Element/1.0",
     )
     assert await devices.record_last_seen(ALICE, "D", 30_001, "198.51.100.7", "Element/1.0")
     assert await devices.record_last_seen(ALICE, "D", 91_000, "198.51.100.7", "Element/1.0")
     device = await devices.get_device(ALICE, "D")
-    assert device is not None and (device.last_seen_ts, device.last_seen_ip) == (91_000, "198.51.100.7")
+    assert device is not None and (device.last_seen_ts, device.last_seen_ip) == (
+        91_000,
+        "198.51.100.7",
+    )
 
 
 @pytest_twisted.ensureDeferred

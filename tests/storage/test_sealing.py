@@ -67,7 +67,9 @@ def test_unknown_key_id_and_tampering_are_refused(tmp_path: Path, sealer: Sealer
     other_path = tmp_path / "other.key"
     generate_data_key_file(str(other_path))
     other = load_sealer(str(other_path))
-    with pytest.raises(DataKeyError, match=f"needs data key '{sealer.current_key_id}'.*{other_path}"):
+    with pytest.raises(
+        DataKeyError, match=f"needs data key '{sealer.current_key_id}'.*{other_path}"
+    ):
         other.open(blob)
 
     tampered = bytearray(blob)
@@ -78,7 +80,9 @@ def test_unknown_key_id_and_tampering_are_refused(tmp_path: Path, sealer: Sealer
         sealer.open(b"\x02" + blob[1:])
 
 
-def test_rotation_last_line_seals_older_lines_still_open(tmp_path: Path, data_key_path: Path) -> None:
+def test_rotation_last_line_seals_older_lines_still_open(
+    tmp_path: Path, data_key_path: Path
+) -> None:
     old = load_sealer(str(data_key_path))
     old_blob = old.seal(b"from before")
     new_path = tmp_path / "new.key"

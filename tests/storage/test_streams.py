@@ -107,7 +107,10 @@ async def test_positions_survive_reopening(database_config: dict[str, Any], reac
     try:
         reopened = await _generator(second)
         assert reopened.get_current_token() == last
-        assert await second.run_interaction("alloc", lambda txn: reopened.get_next_txn(txn)) == last + 1
+        assert (
+            await second.run_interaction("alloc", lambda txn: reopened.get_next_txn(txn))
+            == last + 1
+        )
         # Streams are independent.
         other = await _generator(second, "to_device")
         assert other.get_current_token() == 0

@@ -29,9 +29,18 @@ async def test_access_token_round_trip_reflects_the_user(datastore: DataStore) -
     info = await tokens.get_access_token(h("tok"))
     assert info is not None
     assert (info.token_id, info.user_id, info.device_id, info.created_ts, info.valid_until_ms) == (
-        token_id, ALICE, "D", 1000, 5000,
+        token_id,
+        ALICE,
+        "D",
+        1000,
+        5000,
     )
-    assert (info.admin, info.is_guest, info.deactivated, info.locked) == (False, False, False, False)
+    assert (info.admin, info.is_guest, info.deactivated, info.locked) == (
+        False,
+        False,
+        False,
+        False,
+    )
     await datastore.users.set_deactivated(ALICE, True)
     await datastore.users.set_admin(ALICE, True)
     info = await tokens.get_access_token(h("tok"))
@@ -68,7 +77,9 @@ async def test_delete_access_tokens_for_user(datastore: DataStore) -> None:
     assert await tokens.get_refresh_token(h("rB")) is None
     assert await tokens.get_access_token(h("a2")) is not None
 
-    assert await tokens.delete_access_tokens_for_user(ALICE, except_token_id=keep) == [(other_a, "A")]
+    assert await tokens.delete_access_tokens_for_user(ALICE, except_token_id=keep) == [
+        (other_a, "A")
+    ]
     assert await tokens.get_access_token(h("a1")) is not None
     assert await tokens.get_refresh_token(h("rA")) is not None  # the kept session's refresh token
 
@@ -93,12 +104,24 @@ async def test_delete_tokens_for_device(datastore: DataStore) -> None:
 async def test_refresh_token_rotation(datastore: DataStore) -> None:
     await _setup(datastore, "D")
     tokens = datastore.tokens
-    r1 = await tokens.add_refresh_token(ALICE, "D", h("r1"), 1, expiry_ts=100, ultimate_session_expiry_ts=900)
+    r1 = await tokens.add_refresh_token(
+        ALICE, "D", h("r1"), 1, expiry_ts=100, ultimate_session_expiry_ts=900
+    )
     await tokens.add_access_token(ALICE, "D", h("a1"), 1, refresh_token_id=r1)
     info = await tokens.get_refresh_token(h("r1"))
     assert info is not None
-    assert (info.token_id, info.device_id, info.next_token_id, info.expiry_ts, info.ultimate_session_expiry_ts) == (
-        r1, "D", None, 100, 900,
+    assert (
+        info.token_id,
+        info.device_id,
+        info.next_token_id,
+        info.expiry_ts,
+        info.ultimate_session_expiry_ts,
+    ) == (
+        r1,
+        "D",
+        None,
+        100,
+        900,
     )
 
     # r1 used -> r2 issued; r1 stays valid until r2 is used.

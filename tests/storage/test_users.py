@@ -53,7 +53,8 @@ async def test_case_insensitive_lookups(datastore: DataStore) -> None:
     await users.register_user("@Alice:example.org", None, 1)
     await users.register_user("@alice:example.org", None, 1)
     assert await users.find_user_ids_case_insensitive("@ALICE:example.org") == [
-        "@Alice:example.org", "@alice:example.org",
+        "@Alice:example.org",
+        "@alice:example.org",
     ]
     assert await users.is_user_id_taken("@aLiCe:example.org")
     assert not await users.is_user_id_taken("@alicia:example.org")

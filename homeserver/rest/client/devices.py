@@ -18,14 +18,14 @@ PASSWORD_FLOWS = [["m.login.password"]]
 
 
 def device_json(device: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"device_id": device.device_id}
-    if device.display_name is not None:
-        body["display_name"] = device.display_name
-    if device.last_seen_ts is not None:
-        body["last_seen_ts"] = device.last_seen_ts
-    if device.last_seen_ip is not None:
-        body["last_seen_ip"] = device.last_seen_ip
-    return body
+    # Unknown values are sent as null rather than left out: clients such as matrix-nio require
+    # every key (Synapse behaves the same).
+    return {
+        "device_id": device.device_id,
+        "display_name": device.display_name,
+        "last_seen_ip": device.last_seen_ip,
+        "last_seen_ts": device.last_seen_ts,
+    }
 
 
 class DevicesServlet:

@@ -43,6 +43,7 @@ class LoginServlet:
         user_id = await self._hs.login_handler.check_password_login(claimed, password, request)
         session = await self._hs.session_handler.create_session(user_id, device_id, display_name,
                                                                 want_refresh=want_refresh)
+        await self._hs.auth.record_device_seen(user_id, session.device_id, request)
         return HTTPStatus.OK, {
             **session.to_json(),
             "home_server": self._hs.hostname,

@@ -66,16 +66,16 @@ class RegisterServlet:
         if token is not None:
             await self._hs.store.registration_tokens.complete_token_use(token)
         await self._hs.ui_auth.finish(result.session_id)
-        return HTTPStatus.OK, await self._login_response(user_id, fields)
+        return HTTPStatus.OK, await self._login_response(request, user_id, fields)
 
     async def _register_guest(self, request: PimanRequest, body: JsonFields) -> tuple[int, Any]:
         if not self._hs.config.allow_guest_access:
             raise guest_forbidden()
         self._hs.ratelimiters.registration.ratelimit(request.get_client_ip())
         user_id = await self._handler.register(None, None, guest=True)
-        return HTTPStatus.OK, await self._login_response(user_id, body)
+        return HTTPStatus.OK, await self._login_response(request, user_id, body)
 
-    async def _login_response(self, user_id: str, fields: JsonFields) -> dict[str, Any]:
+    async def _login_response(self, request: PimanRequest, user_id: str, fields: JsonFields) -> dict[str, Any]:
         if fields.bool("inhibit_login", False):
             return {"user_id": user_id, "home_server": self._hs.hostname}
         session = await self._hs.session_handler.create_session(
@@ -84,6 +84,7 @@ class RegisterServlet:
             fields.str("initial_device_display_name", None, nullable=True),
             want_refresh=fields.bool("refresh_token", False),
         )
+        await self._hs.auth.record_device_seen(user_id, session.device_id, request)
         return {**session.to_json(), "home_server": self._hs.hostname}
 
 
