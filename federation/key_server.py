@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from signedjson.key import encode_verify_key_base64, get_verify_key
 from signedjson.sign import sign_json
 
+from homeserver.http.router import Servlet
 from homeserver.http.site import PimanRequest
 
 if TYPE_CHECKING:
@@ -18,35 +19,31 @@ def format_key_id(key: Any) -> str:
     return f"{key.alg}:{key.version}"
 
 
-class LocalKeyServlet:
+class LocalKeyServlet(Servlet):
     PATTERNS = ["/_matrix/key/v2/server", "/_matrix/key/v2/server/(?P<key_id>[^/]*)"]
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self._hs = hs
 
     def response(self) -> dict[str, Any]:
-        key = self._hs.signing_key
+        key = self.hs.signing_key
         body = {
-            "server_name": self._hs.hostname,
-            "valid_until_ts": self._hs.clock.time_msec() + self._hs.config.key_refresh_interval,
+            "server_name": self.hs.hostname,
+            "valid_until_ts": self.hs.clock.time_msec() + self.hs.config.key_refresh_interval,
             "verify_keys": {format_key_id(key): {"key": encode_verify_key_base64(get_verify_key(key))}},
             "old_verify_keys": {},
         }
-        return sign_json(body, self._hs.hostname, key)
+        return sign_json(body, self.hs.hostname, key)
 
     async def on_GET(self, request: PimanRequest, key_id: str | None = None) -> tuple[int, Any]:
         # The {keyId} form is deprecated: the whole key set is returned whatever is asked.
         return HTTPStatus.OK, self.response()
 
 
-class FederationVersionServlet:
+class FederationVersionServlet(Servlet):
     PATTERNS = ["/_matrix/federation/v1/version"]
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self._hs = hs
 
     async def on_GET(self, request: PimanRequest) -> tuple[int, Any]:
-        return HTTPStatus.OK, {"server": {"name": "piman-homeserver", "version": self._hs.version}}
+        return HTTPStatus.OK, {"server": {"name": "piman-homeserver", "version": self.hs.version}}
 
 
 def servlets(hs: "HomeServer") -> list[Any]:

@@ -166,7 +166,9 @@ class PostgresEngine(BaseEngine):
     (a handler reading a stream position and then rows never sees a half-made
     change), and two transactions updating the same row make one of them fail
     with a serialisation error that `Database` retries, instead of one
-    silently overwriting the other as READ COMMITTED would allow.
+    silently overwriting the other as READ COMMITTED would allow. A
+    transaction that is one atomic UPDATE of a hot row (a counter) may opt
+    into READ COMMITTED with `Transaction.set_read_committed`.
     """
 
     name = "psycopg2"

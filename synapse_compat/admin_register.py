@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.http.errors import MatrixError, bad_json, forbidden
 from homeserver.http.parse import read_json_object
+from homeserver.http.router import Servlet
 from homeserver.http.site import PimanRequest
 
 if TYPE_CHECKING:
@@ -40,22 +41,22 @@ def registration_mac(secret: str, nonce: str, username: str, password: str, admi
     return mac.hexdigest()
 
 
-class SharedSecretRegisterServlet:
+class SharedSecretRegisterServlet(Servlet):
     PATTERNS = ["/_synapse/admin/v1/register"]
 
     def __init__(self, hs: "HomeServer") -> None:
-        self._hs = hs
+        super().__init__(hs)
         self._nonces: dict[str, float] = {}
 
     def _secret(self) -> str:
-        secret = self._hs.config.registration_shared_secret
+        secret = self.hs.config.registration_shared_secret
         if not secret:
             raise MatrixError(HTTPStatus.BAD_REQUEST, "M_UNKNOWN",
                               "Shared secret registration is not enabled (registration_shared_secret is not set).")
         return secret
 
     def _prune(self) -> None:
-        now = self._hs.clock.time()
+        now = self.hs.clock.time()
         for nonce, created in list(self._nonces.items()):
             if now - created > NONCE_LIFETIME_S:
                 del self._nonces[nonce]
@@ -64,12 +65,12 @@ class SharedSecretRegisterServlet:
         self._secret()
         self._prune()
         nonce = secrets.token_hex(32)
-        self._nonces[nonce] = self._hs.clock.time()
+        self._nonces[nonce] = self.hs.clock.time()
         return HTTPStatus.OK, {"nonce": nonce}
 
     async def on_POST(self, request: PimanRequest) -> tuple[int, Any]:
         secret = self._secret()
-        self._hs.ratelimiters.registration.ratelimit(request.get_client_ip())
+        self.hs.ratelimiters.registration.ratelimit(request.get_client_ip())
         self._prune()
         body = read_json_object(request)
         nonce = body.str("nonce")
@@ -85,7 +86,7 @@ class SharedSecretRegisterServlet:
         expected = registration_mac(secret, nonce, username, password, admin, user_type)
         if not hmac.compare_digest(expected, body.str("mac")):
             raise forbidden("HMAC incorrect.")
-        hs = self._hs
+        hs = self.hs
         user_id = await hs.registration_handler.register(username.lower(), password, admin=admin, user_type=user_type)
         session = await hs.session_handler.create_session(user_id, None, None)
         return HTTPStatus.OK, {**session.to_json(), "home_server": hs.hostname}

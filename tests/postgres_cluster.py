@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import glob
 import os
 import pwd
@@ -70,37 +69,24 @@ def _free_port() -> int:
 
 
 def _ensure_cluster_user() -> pwd.struct_passwd:
-    """Create the unprivileged OS user PostgreSQL runs as when we are root.
-
-    A file lock serialises xdist workers that race to create it.
-    """
-    with open(os.path.join(tempfile.gettempdir(), "piman-pg-useradd.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            return pwd.getpwnam(CLUSTER_USER)
-        except KeyError:
-            pass
-        result = subprocess.run(
-            [
-                "useradd",
-                "--system",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                "--user-group",
-                CLUSTER_USER,
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode != 0:
-            raise PostgresProvisioningError(
-                f"could not create the OS user {CLUSTER_USER!r} to run PostgreSQL "
-                f"(it refuses to run as root): {result.stderr.strip()}"
-            )
+    """The unprivileged OS user PostgreSQL runs as when we are root, created if missing."""
+    try:
         return pwd.getpwnam(CLUSTER_USER)
+    except KeyError:
+        pass
+    result = subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+         "--shell", "/usr/sbin/nologin", "--user-group", CLUSTER_USER],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    try:
+        # Another xdist worker may have created it in the meantime: that's fine too.
+        return pwd.getpwnam(CLUSTER_USER)
+    except KeyError:
+        raise PostgresProvisioningError(
+            f"could not create the OS user {CLUSTER_USER!r} to run PostgreSQL "
+            f"(it refuses to run as root): {result.stderr.strip()}"
+        ) from None
 
 
 class PostgresServer:

@@ -194,3 +194,12 @@ def client_patterns(path_regex: str, *, releases: tuple[str, ...] = ("r0", "v3")
     versions = list(releases) + (["v1"] if v1 else []) + (["unstable"] if unstable else [])
     return [f"/_matrix/client/{v}{path_regex}" for v in versions]
 
+
+
+class Servlet:
+    """Base of servlets: `PATTERNS` to match and `on_<METHOD>` coroutines; `hs` is the organisation."""
+
+    PATTERNS: list[str] = []
+
+    def __init__(self, hs: Any) -> None:
+        self.hs = hs

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.http.errors import MatrixError, bad_json
 from homeserver.http.parse import read_json_object
-from homeserver.http.router import client_patterns
+from homeserver.http.router import Servlet, client_patterns
 from homeserver.http.site import PimanRequest
 from homeserver.identifiers import UserIdentifierError, resolve_login_identifier
 
@@ -17,73 +17,65 @@ if TYPE_CHECKING:
 PASSWORD_LOGIN = "m.login.password"
 
 
-class LoginServlet:
+class LoginServlet(Servlet):
     PATTERNS = client_patterns("/login")
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self._hs = hs
 
     async def on_GET(self, request: PimanRequest) -> tuple[int, Any]:
-        flows = [{"type": PASSWORD_LOGIN}] if self._hs.password_handler.enabled else []
+        flows = [{"type": PASSWORD_LOGIN}] if self.hs.password_handler.enabled else []
         return HTTPStatus.OK, {"flows": flows}
 
     async def on_POST(self, request: PimanRequest) -> tuple[int, Any]:
         body = read_json_object(request)
         login_type = body.str("type")
-        if login_type != PASSWORD_LOGIN or not self._hs.password_handler.enabled:
+        if login_type != PASSWORD_LOGIN or not self.hs.password_handler.enabled:
             raise MatrixError(HTTPStatus.BAD_REQUEST, "M_UNKNOWN", f"Login type '{login_type}' is not supported here.")
         password = body.str("password")
         device_id = body.str("device_id", None, nullable=True)
         display_name = body.str("initial_device_display_name", None, nullable=True)
         want_refresh = body.bool("refresh_token", False)
         try:
-            claimed = resolve_login_identifier(body, self._hs.hostname)
+            claimed = resolve_login_identifier(body, self.hs.hostname)
         except UserIdentifierError as e:
             raise bad_json(str(e)) from None
-        user_id = await self._hs.login_handler.check_password_login(claimed, password, request)
-        session = await self._hs.session_handler.create_session(user_id, device_id, display_name,
+        user_id = await self.hs.login_handler.check_password_login(claimed, password, request)
+        session = await self.hs.session_handler.create_session(user_id, device_id, display_name,
                                                                 want_refresh=want_refresh)
-        await self._hs.auth.record_device_seen(user_id, session.device_id, request)
+        await self.hs.auth.record_device_seen(user_id, session.device_id, request)
         return HTTPStatus.OK, {
             **session.to_json(),
-            "home_server": self._hs.hostname,
-            "well_known": self._hs.client_well_known(),
+            "home_server": self.hs.hostname,
+            "well_known": self.hs.client_well_known(),
         }
 
 
-class LogoutServlet:
+class LogoutServlet(Servlet):
     PATTERNS = client_patterns("/logout")
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self._hs = hs
 
     async def on_POST(self, request: PimanRequest) -> tuple[int, Any]:
-        requester = await self._hs.auth.get_user_by_req(request, allow_guest=True, allow_expired=True)
-        await self._hs.session_handler.logout(requester.user_id, requester.device_id, requester.token_id)
+        requester = await self.hs.auth.get_user_by_req(request, allow_guest=True, allow_expired=True)
+        await self.hs.session_handler.logout(requester.user_id, requester.device_id, requester.token_id)
         return HTTPStatus.OK, {}
 
 
-class LogoutAllServlet:
+class LogoutAllServlet(Servlet):
     PATTERNS = client_patterns("/logout/all")
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self._hs = hs
 
     async def on_POST(self, request: PimanRequest) -> tuple[int, Any]:
-        requester = await self._hs.auth.get_user_by_req(request, allow_guest=True, allow_expired=True)
-        await self._hs.session_handler.logout_all(requester.user_id)
+        requester = await self.hs.auth.get_user_by_req(request, allow_guest=True, allow_expired=True)
+        await self.hs.session_handler.logout_all(requester.user_id)
         return HTTPStatus.OK, {}
 
 
-class RefreshServlet:
+class RefreshServlet(Servlet):
     PATTERNS = client_patterns("/refresh", releases=("v3",), v1=True)
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self._hs = hs
 
     async def on_POST(self, request: PimanRequest) -> tuple[int, Any]:
         body = read_json_object(request)
-        session = await self._hs.session_handler.refresh(body.str("refresh_token"))
+        session = await self.hs.session_handler.refresh(body.str("refresh_token"))
         return HTTPStatus.OK, {
             "access_token": session.access_token,
             "refresh_token": session.refresh_token,

@@ -6,7 +6,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from homeserver.http.errors import not_found
-from homeserver.http.router import client_patterns
+from homeserver.http.router import Servlet, client_patterns
 from homeserver.http.site import PimanRequest
 
 if TYPE_CHECKING:
@@ -19,28 +19,24 @@ if TYPE_CHECKING:
 SUPPORTED_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10"]
 
 
-class VersionsServlet:
+class VersionsServlet(Servlet):
     PATTERNS = ["/_matrix/client/versions"]
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self._hs = hs
 
     async def on_GET(self, request: PimanRequest) -> tuple[int, Any]:
         # Only features that really work are flagged here.
         return HTTPStatus.OK, {"versions": SUPPORTED_VERSIONS, "unstable_features": {}}
 
 
-class CapabilitiesServlet:
+class CapabilitiesServlet(Servlet):
     PATTERNS = client_patterns("/capabilities")
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self._hs = hs
 
     async def on_GET(self, request: PimanRequest) -> tuple[int, Any]:
-        await self._hs.auth.get_user_by_req(request, allow_guest=True)
+        await self.hs.auth.get_user_by_req(request, allow_guest=True)
         return HTTPStatus.OK, {
             "capabilities": {
-                "m.change_password": {"enabled": self._hs.password_handler.enabled},
+                "m.change_password": {"enabled": self.hs.password_handler.enabled},
                 # Profiles and third-party identifiers arrive with later issues: say so rather than fail later.
                 "m.set_displayname": {"enabled": False},
                 "m.set_avatar_url": {"enabled": False},
@@ -50,24 +46,20 @@ class CapabilitiesServlet:
         }
 
 
-class ClientWellKnownServlet:
+class ClientWellKnownServlet(Servlet):
     PATTERNS = ["/.well-known/matrix/client"]
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self._hs = hs
 
     async def on_GET(self, request: PimanRequest) -> tuple[int, Any]:
-        return HTTPStatus.OK, self._hs.client_well_known()
+        return HTTPStatus.OK, self.hs.client_well_known()
 
 
-class ServerWellKnownServlet:
+class ServerWellKnownServlet(Servlet):
     PATTERNS = ["/.well-known/matrix/server"]
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self._hs = hs
 
     async def on_GET(self, request: PimanRequest) -> tuple[int, Any]:
-        delegated = self._hs.server_well_known()
+        delegated = self.hs.server_well_known()
         if delegated is None:
             raise not_found("This server does not serve /.well-known/matrix/server.")
         return HTTPStatus.OK, delegated
