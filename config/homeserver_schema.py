@@ -416,6 +416,11 @@ HOMESERVER = Section(
             },
             doc="End-to-end encryption.",
         ),
+        "default_room_version": OneOf(
+            *[str(v) for v in range(1, 13)],
+            default="12",
+            doc="The room version of new rooms when a client doesn't ask for one.",
+        ),
         "log_level": OneOf("DEBUG", "INFO", "WARNING", "ERROR", default="INFO", doc="How much the server logs."),
         "report_stats": Bool(
             default=False,

@@ -21,6 +21,23 @@ from federation.signing_keys import load_signing_key
 from homeserver.auth import Auth
 from homeserver.clock import Clock
 from homeserver.handlers.account import AccountHandler
+from homeserver.handlers.account_data import AccountDataHandler
+from homeserver.handlers.filters import FilterHandler
+from homeserver.handlers.presence import TIMEOUT_CHECK_INTERVAL_S, PresenceHandler
+from homeserver.handlers.profile import ProfileHandler
+from homeserver.handlers.push_rules import PushRulesHandler
+from homeserver.handlers.receipts import ReceiptsHandler
+from homeserver.handlers.reports import ReportsHandler
+from homeserver.handlers.user_directory import UserDirectoryHandler
+from homeserver.handlers.event_sender import EventSender
+from homeserver.handlers.membership import MembershipHandler
+from homeserver.handlers.messages import MessageHandler
+from homeserver.handlers.room_creation import RoomCreationHandler
+from homeserver.handlers import sync_user_data
+from homeserver.handlers.pagination import PaginationHandler
+from homeserver.handlers.sync import SyncHandler
+from homeserver.handlers.typing import TypingHandler
+from homeserver.handlers.visibility import Visibility
 from homeserver.handlers.login import LoginHandler
 from homeserver.handlers.passwords import PasswordHandler
 from homeserver.handlers.registration import RegistrationHandler
@@ -28,11 +45,11 @@ from homeserver.handlers.sessions import SessionHandler
 from homeserver.handlers.ui_auth import UserInteractiveAuth
 from homeserver.http.metrics import RequestMetrics
 from homeserver.http.router import InflightRequests, JsonRouter
+from homeserver.notifier import Notifier
 from homeserver.ratelimit import Ratelimiter
-from homeserver.rest.client import account, devices, login, register, versions
+from homeserver.rest.client import client_servlets
 from storage.datastore import DataStore, open_datastore
 from storage.sealing import load_sealer
-from synapse_compat import admin_register
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +90,7 @@ class HomeServer:
         self.metrics_registry = CollectorRegistry(auto_describe=True)
         self.request_metrics = RequestMetrics(self.metrics_registry)
         self.inflight = InflightRequests()
+        self.notifier = Notifier(self.clock)
         self._background: list[LoopingCall] = []
 
     async def setup(self) -> None:
@@ -90,10 +108,33 @@ class HomeServer:
         self.registration_handler = RegistrationHandler(self)
         self.account_handler = AccountHandler(self)
         self.ui_auth = UserInteractiveAuth(self)
+        self.visibility = Visibility(self)
+        self.event_sender = EventSender(self)
+        self.membership_handler = MembershipHandler(self)
+        self.room_creation_handler = RoomCreationHandler(self)
+        self.message_handler = MessageHandler(self)
+        # Per-user data around rooms: account data, filters, profiles, presence, receipts, push rules.
+        self.account_data_handler = AccountDataHandler(self)
+        self.push_rules_handler = PushRulesHandler(self)
+        self.filter_handler = FilterHandler(self)
+        self.profile_handler = ProfileHandler(self)
+        self.presence_handler = PresenceHandler(self)
+        self.receipts_handler = ReceiptsHandler(self)
+        self.user_directory_handler = UserDirectoryHandler(self)
+        self.reports_handler = ReportsHandler(self)
+        self.typing_handler = TypingHandler(self)
+        self.pagination_handler = PaginationHandler(self)
+        self.sync_handler = SyncHandler(self)
+        for extension in sync_user_data.extensions(self):
+            self.sync_handler.register_extension(extension)
+        self.profile_handler.on_profile_changed.append(self.membership_handler.on_profile_changed)
 
     def start_background_tasks(self) -> None:
         self._background.append(
             self.clock.looping_call(UI_AUTH_EXPIRY_INTERVAL_S, lambda: defer.ensureDeferred(self.ui_auth.expire_old_sessions()))
+        )
+        self._background.append(
+            self.clock.looping_call(TIMEOUT_CHECK_INTERVAL_S, lambda: defer.ensureDeferred(self.presence_handler.check_timeouts()))
         )
 
     def register_process_metrics(self) -> None:
@@ -110,11 +151,14 @@ class HomeServer:
             max_json_body_size=self.config.max_request_body_size,
         )
         if "client" in resource_names:
-            for module in (versions, login, register, account, devices, admin_register):
-                router.register_all(module.servlets(self))
+            router.register_all(client_servlets(self))
         if "federation" in resource_names or "keys" in resource_names:
             router.register_all(key_server.servlets(self))
         return router
+
+    async def profile_for_member_event(self, user_id: str) -> dict[str, Any]:
+        """`displayname`/`avatar_url` to put in a member event."""
+        return await self.profile_handler.get_member_event_profile(user_id)
 
     @property
     def public_baseurl(self) -> str:
@@ -138,6 +182,7 @@ class HomeServer:
         for call in self._background:
             if call.running:
                 call.stop()
+        self.notifier.wake_all()
         idle = self.inflight.wait_idle()
         timeout = self.clock.call_later(grace_s, lambda: idle.called or idle.cancel())
         try:

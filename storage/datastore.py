@@ -10,8 +10,22 @@ from storage.database import Database
 from storage.engines import create_engine
 from storage.migrations import prepare_database
 from storage.sealing import Sealer
+from storage.streams import StreamIdGenerator
+from storage.stores.account_data import AccountDataStore
+from storage.stores.aliases import AliasStore
 from storage.stores.devices import DeviceStore
+from storage.stores.event_fetch import EventFetcher
+from storage.stores.events import EventStore
+from storage.stores.filters import FilterStore
+from storage.stores.presence import PresenceStore
+from storage.stores.profiles import ProfileStore
+from storage.stores.push_rules import PushRuleStore
+from storage.stores.receipts import ReceiptStore
 from storage.stores.registration_tokens import RegistrationTokenStore
+from storage.stores.relations import RelationStore
+from storage.stores.reports import ReportStore
+from storage.stores.rooms import RoomStore
+from storage.stores.state import StateStore
 from storage.stores.tokens import TokenStore
 from storage.stores.ui_auth import UIAuthStore
 from storage.stores.users import UserStore
@@ -25,6 +39,26 @@ class DataStore:
         self.tokens = TokenStore(db)
         self.registration_tokens = RegistrationTokenStore(db)
         self.ui_auth = UIAuthStore(db, sealer)
+        # Stream positions come from the database; each needs `setup()` before use (open_datastore).
+        self.streams: dict[str, StreamIdGenerator] = {
+            name: StreamIdGenerator(db, name)
+            for name in ("account_data", "receipts", "presence", "events")
+        }
+        self.account_data = AccountDataStore(db, sealer, self.streams["account_data"])
+        self.push_rules = PushRuleStore(db, sealer, self.streams["account_data"])
+        self.filters = FilterStore(db, sealer)
+        self.profiles = ProfileStore(db, sealer)
+        self.presence = PresenceStore(db, sealer, self.streams["presence"])
+        self.receipts = ReceiptStore(db, self.streams["receipts"])
+        self.reports = ReportStore(db, sealer)
+        # Rooms and the event graph; one EventFetcher so each event is parsed and cached once.
+        self.events_stream = self.streams["events"]
+        event_fetcher = EventFetcher(db, sealer)
+        self.rooms = RoomStore(db)
+        self.state = StateStore(db, event_fetcher)
+        self.events = EventStore(db, sealer, self.events_stream, self.state, event_fetcher)
+        self.relations = RelationStore(db, event_fetcher)
+        self.aliases = AliasStore(db)
 
     async def close(self) -> None:
         await self.db.close()
@@ -41,7 +75,10 @@ async def open_datastore(
     db = Database(create_engine(database_config), reactor, metrics_registry=metrics_registry)
     try:
         await prepare_database(db)
+        store = DataStore(db, sealer)
+        for stream in store.streams.values():
+            await stream.setup()
     except BaseException:
         await db.close()
         raise
-    return DataStore(db, sealer)
+    return store

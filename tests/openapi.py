@@ -65,8 +65,10 @@ def _base_paths(doc: dict[str, Any]) -> list[str]:
 
 def _template_regex(template: str) -> re.Pattern[str]:
     parts = re.split(r"(\{[^}/]+\})", template)
+    # A state key may be empty: /state/{eventType}/ is how the spec writes that.
     regex = "".join(
-        "[^/]+" if part.startswith("{") else re.escape(part) for part in parts
+        ("[^/]*" if part == "{stateKey}" else "[^/]+") if part.startswith("{") else re.escape(part)
+        for part in parts
     )
     return re.compile(f"^{regex}$")
 

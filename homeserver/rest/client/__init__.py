@@ -1,0 +1,35 @@
+"""The client-server API's servlets, in one list so a listener registers them all."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from homeserver.rest.client import (
+    account,
+    account_data,
+    devices,
+    filters,
+    login,
+    presence,
+    profile,
+    push_rules,
+    receipts,
+    register,
+    reports,
+    room_reads,
+    rooms,
+    sync,
+    user_directory,
+    versions,
+)
+from synapse_compat import admin_register
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+MODULES = (versions, login, register, account, devices, rooms, room_reads, sync, account_data, filters, profile,
+           presence, receipts, push_rules, user_directory, reports, admin_register)
+
+
+def client_servlets(hs: "HomeServer") -> list[Any]:
+    return [servlet for module in MODULES for servlet in module.servlets(hs)]

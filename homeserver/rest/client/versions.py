@@ -37,9 +37,10 @@ class CapabilitiesServlet(Servlet):
         return HTTPStatus.OK, {
             "capabilities": {
                 "m.change_password": {"enabled": self.hs.password_handler.enabled},
-                # Profiles and third-party identifiers arrive with later issues: say so rather than fail later.
-                "m.set_displayname": {"enabled": False},
-                "m.set_avatar_url": {"enabled": False},
+                "m.set_displayname": {"enabled": True},
+                "m.set_avatar_url": {"enabled": True},
+                "m.profile_fields": {"enabled": True},
+                # Third-party identifiers arrive with a later issue: say so rather than fail later.
                 "m.3pid_changes": {"enabled": False},
                 "m.get_login_token": {"enabled": False},
             }

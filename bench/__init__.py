@@ -1,0 +1,1 @@
+"""Benchmarks: the same load against piman and Synapse (see compare.py)."""

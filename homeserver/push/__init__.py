@@ -1,0 +1,1 @@
+"""Push rules: the spec's server-default rules, each user's own rules, and their evaluation."""

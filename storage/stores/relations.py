@@ -1,0 +1,220 @@
+"""Relations between events (edits, reactions, references, threads), for /relations and /threads.
+
+The event writer records `content["m.relates_to"]` of each accepted timeline event here,
+and keeps one summary row per thread (reply count, latest reply) so /threads and the
+bundled thread summaries are one indexed query each. A redaction removes the redacted
+event's relation, as its content (and so the relation) is gone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Literal
+
+from homeserver.events.event import Event
+from storage.database import Database, Transaction
+from storage.stores.event_fetch import EventFetcher, StoredEvent, chunks, placeholders
+from storage.stores.statement_batch import Statement
+
+THREAD = "m.thread"
+
+
+@dataclass(frozen=True)
+class ThreadSummary:
+    count: int
+    latest_event_id: str
+    latest_stream_ordering: int
+    participated: bool  # the asking user sent the root or a reply
+
+
+def relation_of(event: Event) -> tuple[str, str] | None:
+    """(rel_type, target event id) of the event's `m.relates_to`, if it has a well-formed one."""
+    relates_to = event.content.get("m.relates_to")
+    if not isinstance(relates_to, dict):
+        return None
+    rel_type, target = relates_to.get("rel_type"), relates_to.get("event_id")
+    if isinstance(rel_type, str) and isinstance(target, str) and target != event.event_id:
+        return rel_type, target
+    return None
+
+
+def relation_statements(event: Event, stream_ordering: int) -> list[Statement]:
+    """The writes recording a new event's relation (and its thread's summary); [] if none."""
+    relation = relation_of(event)
+    if relation is None:
+        return []
+    rel_type, target = relation
+    statements: list[Statement] = [
+        (
+            "INSERT INTO event_relations"
+            " (event_id, relates_to_id, rel_type, event_type, room_id, sender, stream_ordering)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (event.event_id, target, rel_type, event.type, event.room_id, event.sender, stream_ordering),
+        )
+    ]
+    if rel_type == THREAD:
+        statements.append(
+            (
+                "INSERT INTO threads"
+                " (thread_id, room_id, latest_event_id, latest_stream_ordering, reply_count)"
+                " VALUES (?, ?, ?, ?, 1) ON CONFLICT (thread_id) DO UPDATE SET"
+                " reply_count = threads.reply_count + 1,"
+                " latest_event_id = CASE WHEN excluded.latest_stream_ordering"
+                "  > threads.latest_stream_ordering THEN excluded.latest_event_id"
+                "  ELSE threads.latest_event_id END,"
+                " latest_stream_ordering = CASE WHEN excluded.latest_stream_ordering"
+                "  > threads.latest_stream_ordering THEN excluded.latest_stream_ordering"
+                "  ELSE threads.latest_stream_ordering END",
+                (target, event.room_id, event.event_id, stream_ordering),
+            )
+        )
+    return statements
+
+
+def remove_relation_txn(txn: Transaction, event_id: str) -> None:
+    """Forget the event's relation (it was redacted), fixing up its thread's summary."""
+    txn.execute(
+        "DELETE FROM event_relations WHERE event_id = ? RETURNING relates_to_id, rel_type",
+        (event_id,),
+    )
+    row = txn.fetchone()
+    if row is None or row[1] != THREAD:
+        return
+    thread_id = row[0]
+    txn.execute(
+        "SELECT event_id, stream_ordering, COUNT(*) OVER () FROM event_relations"
+        " WHERE relates_to_id = ? AND rel_type = ? ORDER BY stream_ordering DESC LIMIT 1",
+        (thread_id, THREAD),
+    )
+    latest = txn.fetchone()
+    if latest is None:
+        txn.execute("DELETE FROM threads WHERE thread_id = ?", (thread_id,))
+    else:
+        txn.execute(
+            "UPDATE threads SET latest_event_id = ?, latest_stream_ordering = ?, reply_count = ?"
+            " WHERE thread_id = ?",
+            (latest[0], int(latest[1]), int(latest[2]), thread_id),
+        )
+
+
+class RelationStore:
+    def __init__(self, db: Database, fetcher: EventFetcher) -> None:
+        self._db = db
+        self._fetcher = fetcher
+
+    async def get_relations(
+        self,
+        event_id: str,
+        *,
+        room_id: str | None = None,
+        rel_type: str | None = None,
+        event_type: str | None = None,
+        from_stream: int | None = None,
+        to_stream: int | None = None,
+        limit: int = 50,
+        direction: Literal["b", "f"] = "b",
+    ) -> list[StoredEvent]:
+        """Events relating to `event_id`, in stream order (newest first for "b").
+
+        Stream positions as in the timeline queries: "b" returns orderings <= `from_stream`
+        and > `to_stream`; "f" returns orderings > `from_stream` and <= `to_stream`.
+        """
+        conditions = ["relates_to_id = ?"]
+        args: list[object] = [event_id]
+        for column, value in (("room_id", room_id), ("rel_type", rel_type), ("event_type", event_type)):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                args.append(value)
+        upper, lower = (from_stream, to_stream) if direction == "b" else (to_stream, from_stream)
+        if upper is not None:
+            conditions.append("stream_ordering <= ?")
+            args.append(upper)
+        if lower is not None:
+            conditions.append("stream_ordering > ?")
+            args.append(lower)
+        order = "DESC" if direction == "b" else "ASC"
+        rows = await self._db.execute(
+            "get_relations",
+            f"SELECT event_id FROM event_relations WHERE {' AND '.join(conditions)}"
+            f" ORDER BY stream_ordering {order} LIMIT ?",
+            *args,
+            limit,
+        )
+        ids = [row[0] for row in rows]
+        events = await self._fetcher.get_events(ids)
+        return [events[i] for i in ids if i in events]
+
+    async def get_thread_roots(
+        self,
+        room_id: str,
+        *,
+        include: Literal["all", "participated"] = "all",
+        user_id: str | None = None,
+        from_stream: int | None = None,
+        limit: int = 50,
+    ) -> list[tuple[str, int]]:
+        """(thread root id, stream ordering of its latest reply), latest activity first.
+
+        `from_stream` pages on: only threads whose latest reply is at or before it. With
+        ``include="participated"``, only threads `user_id` started or replied in.
+        """
+        conditions = ["t.room_id = ?"]
+        args: list[object] = [room_id]
+        if from_stream is not None:
+            conditions.append("t.latest_stream_ordering <= ?")
+            args.append(from_stream)
+        if include == "participated":
+            if user_id is None:
+                raise ValueError("include='participated' needs user_id")
+            conditions.append(
+                "(EXISTS (SELECT 1 FROM events AS root WHERE root.event_id = t.thread_id"
+                " AND root.sender = ?) OR EXISTS (SELECT 1 FROM event_relations AS r"
+                " WHERE r.relates_to_id = t.thread_id AND r.rel_type = ? AND r.sender = ?))"
+            )
+            args.extend((user_id, THREAD, user_id))
+        rows = await self._db.execute(
+            "get_thread_roots",
+            f"SELECT t.thread_id, t.latest_stream_ordering FROM threads AS t"
+            f" WHERE {' AND '.join(conditions)}"
+            " ORDER BY t.latest_stream_ordering DESC LIMIT ?",
+            *args,
+            limit,
+        )
+        return [(thread_id, int(position)) for thread_id, position in rows]
+
+    async def get_thread_summaries(
+        self, event_ids: Iterable[str], user_id: str | None = None
+    ) -> dict[str, ThreadSummary]:
+        """Summaries of the threads rooted at any of `event_ids` (others absent)."""
+        return await self._db.run_interaction(
+            "get_thread_summaries", self._thread_summaries_txn, list(dict.fromkeys(event_ids)), user_id
+        )
+
+    @staticmethod
+    def _thread_summaries_txn(
+        txn: Transaction, event_ids: list[str], user_id: str | None
+    ) -> dict[str, ThreadSummary]:
+        result: dict[str, ThreadSummary] = {}
+        for chunk in chunks(event_ids):
+            marks = placeholders(len(chunk))
+            txn.execute(
+                "SELECT thread_id, reply_count, latest_event_id, latest_stream_ordering"
+                f" FROM threads WHERE thread_id IN ({marks})",
+                chunk,
+            )
+            rows = txn.fetchall()
+            participated: set[str] = set()
+            if user_id is not None and rows:
+                txn.execute(
+                    "SELECT DISTINCT relates_to_id FROM event_relations"
+                    f" WHERE relates_to_id IN ({marks}) AND rel_type = ? AND sender = ?"
+                    " UNION SELECT event_id FROM events"
+                    f" WHERE event_id IN ({marks}) AND sender = ?",
+                    [*chunk, THREAD, user_id, *chunk, user_id],
+                )
+                participated = {row[0] for row in txn.fetchall()}
+            for thread_id, count, latest_id, latest_position in rows:
+                result[thread_id] = ThreadSummary(
+                    int(count), latest_id, int(latest_position), thread_id in participated
+                )
+        return result
