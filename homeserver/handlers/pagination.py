@@ -64,6 +64,9 @@ class PaginationHandler:
         if not fetched:
             return [], None
         visible = await self._hs.visibility.filter_events(user_id, fetched, current_membership=membership)
+        ignored = await self._hs.account_data_handler.get_ignored_users(user_id)
+        if ignored:
+            visible = [s for s in visible if s.event.sender not in ignored or s.event.is_state()]
         last = fetched[-1]
         next_point = before(last) if direction == "b" else after(last)
         return visible, (next_point if len(fetched) == limit else None)

@@ -37,6 +37,8 @@ class SyncContext:
     now: SyncToken
     filter: Filter
     full_state: bool
+    use_state_after: bool = False
+    ignored_users: frozenset[str] = frozenset()
     joined_room_ids: list[str] = field(default_factory=list)
     response: dict[str, Any] = field(default_factory=dict)
 
@@ -55,6 +57,11 @@ class SyncExtension(Protocol):
     async def fill(self, ctx: SyncContext) -> bool:
         """Add this stream's part of the response; True if it added anything."""
         ...
+
+
+def is_ignored(ctx: SyncContext, stored: Any) -> bool:
+    """Messages from users the syncing user ignores are left out; their state changes are not."""
+    return stored.event.sender in ctx.ignored_users and not stored.event.is_state()
 
 
 class SyncHandler:
@@ -76,23 +83,25 @@ class SyncHandler:
         return SyncToken(**positions)
 
     async def sync(self, requester: Requester, *, since: SyncToken | None, timeout_ms: int, sync_filter: Filter,
-                   full_state: bool) -> dict[str, Any]:
+                   full_state: bool, use_state_after: bool = False) -> dict[str, Any]:
+        options = {"full_state": full_state, "use_state_after": use_state_after}
         now = self.current_token()
-        ctx = await self._compute(requester, since, now, sync_filter, full_state)
+        ctx = await self._compute(requester, since, now, sync_filter, **options)
         if since is None or full_state or timeout_ms <= 0 or self._has_data(ctx):
             return ctx.response
         # Nothing new: sleep until this user or one of their rooms is notified, then look again.
         await self._notifier.wait(requester.user_id, ctx.joined_room_ids, timeout_ms, now.positions())
         now = self.current_token()
-        ctx = await self._compute(requester, since, now, sync_filter, full_state)
+        ctx = await self._compute(requester, since, now, sync_filter, **options)
         return ctx.response
 
     def _has_data(self, ctx: SyncContext) -> bool:
         return bool(ctx.response.pop("_has_data", False))
 
     async def _compute(self, requester: Requester, since: SyncToken | None, now: SyncToken, sync_filter: Filter,
-                       full_state: bool) -> SyncContext:
-        ctx = SyncContext(requester, since, now, sync_filter, full_state)
+                       full_state: bool, use_state_after: bool) -> SyncContext:
+        ctx = SyncContext(requester, since, now, sync_filter, full_state, use_state_after,
+                          await self._hs.account_data_handler.get_ignored_users(requester.user_id))
         rooms = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
         ctx.response = {"next_batch": now.serialize(), "rooms": rooms}
         has_data = await self._fill_rooms(ctx, rooms)
@@ -121,7 +130,11 @@ class SyncHandler:
         has_data = await self._fill_joined(ctx, rooms["join"], joined, newly_joined)
         for room_id, membership, event_id, stream in others:
             if membership == "invite":
-                rooms["invite"][room_id] = {"invite_state": {"events": await self._stripped_state(room_id, event_id)}}
+                invite_state = await self._stripped_state(room_id, event_id)
+                if any(e["type"] == "m.room.member" and e["state_key"] == user_id and e["sender"] in ctx.ignored_users
+                       for e in invite_state):
+                    continue  # invites from ignored users never reach the ignorer
+                rooms["invite"][room_id] = {"invite_state": {"events": invite_state}}
             elif membership == "knock":
                 rooms["knock"][room_id] = {"knock_state": {"events": await self._stripped_state(room_id, event_id)}}
             elif ctx.since is not None or ctx.filter.include_leave:
@@ -157,19 +170,21 @@ class SyncHandler:
         for room_id in joined:
             events, limited = latest.get(room_id, ([], False))
             events = await self._hs.visibility.filter_events(ctx.user_id, events, current_membership="join")
-            timeline_events = [s for s in events if ctx.filter.timeline.matches(s.event.pdu, room_id)]
+            timeline_events = [s for s in events if ctx.filter.timeline.matches(s.event.pdu, room_id)
+                               and not is_ignored(ctx, s)]
             typing_changed = ctx.since is None or self._hs.typing_handler.changed_since(room_id, ctx.since.typing)
             if room_id not in full and not timeline_events and not limited and not typing_changed:
                 continue
             state = self._state_section(ctx, room_id, current_state.get(room_id, {}), timeline_events,
                                         room_id in full, since_events)
+            state_field = "state_after" if ctx.use_state_after else "state"
             room: dict[str, Any] = {
                 "timeline": {
                     "events": [client_event(s, now_ms, txn_id=txn_ids.get(s.event.event_id), include_room_id=False)
                                for s in timeline_events],
                     "limited": limited,
                 },
-                "state": {"events": [client_event(s, now_ms, include_room_id=False) for s in state]},
+                state_field: {"events": [client_event(s, now_ms, include_room_id=False) for s in state]},
                 "ephemeral": {"events": self._typing_events(room_id) if typing_changed else []},
                 "account_data": {"events": []},
                 "unread_notifications": {},
@@ -189,9 +204,10 @@ class SyncHandler:
                        full: bool, since_events: int | None) -> list[Any]:
         """State the client needs besides the timeline: current state minus what the timeline carries.
 
-        For a gappy incremental sync only the state that changed since the last sync is sent.
+        For a gappy incremental sync only the state that changed since the last sync is sent. With
+        `use_state_after` (MSC4222) it is the state at the end of the timeline, timeline included.
         """
-        in_timeline = {s.event.event_id for s in timeline}
+        in_timeline = set() if ctx.use_state_after else {s.event.event_id for s in timeline}
         lazy = ctx.filter.lazy_load_members
         senders = {s.event.sender for s in timeline} | {ctx.user_id}
         chosen = []

@@ -122,3 +122,38 @@ async def test_messages_from_a_sync_token(server: TestServer) -> None:
     await send(alice, room_id, "after", "t2")
     page = (await alice.get(f"{V3}/rooms/{room_id}/messages?dir=b&limit=1&from={token}")).json
     assert [e["event_id"] for e in page["chunk"]] == [first]
+
+
+@pytest_twisted.ensureDeferred
+async def test_ignored_users_messages_and_invites_are_hidden(server: TestServer) -> None:
+    alice = await server.register("alice")
+    mallory = await server.register("mallory")
+    room_id = await create_room(alice, preset="public_chat")
+    await mallory.post(f"{V3}/rooms/{room_id}/join", {})
+    ignore = {"ignored_users": {mallory.user_id: {}}}
+    assert (await alice.put(f"{V3}/user/{alice.user_id}/account_data/m.ignored_user_list", ignore)).code == 200
+    since = (await alice.get(f"{V3}/sync")).json["next_batch"]
+    await send(mallory, room_id, "spam", "t1")
+    await send(alice, room_id, "hello", "t2")
+    result = (await alice.get(f"{V3}/sync?since={since}")).json
+    bodies = [e["content"].get("body") for e in result["rooms"]["join"][room_id]["timeline"]["events"]]
+    assert bodies == ["hello"]
+    page = (await alice.get(f"{V3}/rooms/{room_id}/messages?dir=b&limit=10")).json
+    assert "spam" not in [e["content"].get("body") for e in page["chunk"]]
+    other = await create_room(mallory, invite=[alice.user_id])
+    invites = (await alice.get(f"{V3}/sync?since={result['next_batch']}")).json
+    assert other not in invites["rooms"]["invite"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_use_state_after(server: TestServer) -> None:
+    alice = await server.register("alice")
+    room_id = await create_room(alice, name="Before")
+    since = (await alice.get(f"{V3}/sync")).json["next_batch"]
+    await alice.put(f"{V3}/rooms/{room_id}/state/m.room.name/", {"name": "After"})
+    result = (await alice.get(f"{V3}/sync?since={since}&use_state_after=true")).json
+    room = result["rooms"]["join"][room_id]
+    assert "state" not in room
+    initial = (await alice.get(f"{V3}/sync?use_state_after=true")).json["rooms"]["join"][room_id]
+    names = [e["content"]["name"] for e in initial["state_after"]["events"] if e["type"] == "m.room.name"]
+    assert names == ["After"]

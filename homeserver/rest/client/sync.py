@@ -25,11 +25,13 @@ class SyncServlet(Servlet):
         since = SyncToken.parse(since_text) if since_text else None
         timeout_ms = max(0, min(query_int(request, "timeout", 0), MAX_TIMEOUT_MS))
         full_state = query_bool(request, "full_state", False)
+        use_state_after = query_bool(request, "use_state_after", False)
         set_presence = query_str(request, "set_presence", "online")
         sync_filter = await self.hs.filter_handler.resolve(requester.user_id, query_str(request, "filter", None))
         async with self.hs.presence_handler.syncing(requester.user_id, set_presence):
             body = await self.hs.sync_handler.sync(requester, since=since, timeout_ms=timeout_ms,
-                                                   sync_filter=sync_filter, full_state=full_state)
+                                                   sync_filter=sync_filter, full_state=full_state,
+                                                   use_state_after=use_state_after)
         return HTTPStatus.OK, body
 
 
