@@ -27,11 +27,13 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.load import LoadSizes, run_load  # noqa: E402
+from bench.procstat import machine_busy  # noqa: E402
 from bench.servers import BenchServer, PimanServer, SynapseServer  # noqa: E402
 from tests.postgres_cluster import provision  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SERVERS = ("synapse", "piman")
+QUIET = 0.15  # share of the machine's CPU others may use before we warn
 
 # (key, label, format, target as (description, check of piman's figure against synapse's))
 Target = tuple[str, Callable[[float, float], bool]]
@@ -46,6 +48,7 @@ ROWS: list[tuple[str, str, str, Target | None]] = [
     ("initial_sync_kb", "initial /sync size (KB)", "{:.0f}", None),
     ("rss_fresh_mb", "RSS fresh (MB)", "{:.0f}", None),
     ("rss_after_mb", "RSS after the run (MB)", "{:.0f}", ("< synapse", lambda p, s: p < s)),
+    ("machine_busy_before_pct", "machine busy before start (%)", "{:.0f}", None),
 ]
 
 
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         with provision() as postgres:
             print(f"PostgreSQL at {postgres.connect_args['host']}:{postgres.connect_args['port']}")
             for name in wanted:
-                results[name] = _bench_one(name, factories[name], postgres, workroot, sizes)
+                results[name] = _bench_one(name, factories[name], postgres, workroot, sizes, args.wait_quiet)
     finally:
         if args.keep:
             print(f"work directories kept in {workroot}")
@@ -89,6 +92,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="virtualenv with matrix-synapse[postgres] (default .venv-synapse)")
     parser.add_argument("--piman", type=Path, default=Path(sys.executable).with_name("piman"),
                         help="the piman console script (default: next to this Python)")
+    parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                        help="before each server, wait up to this long for other load to pass")
     parser.add_argument("--keep", action="store_true", help="keep configs and server logs")
     return parser.parse_args(argv)
 
@@ -103,7 +108,7 @@ def _piman_factory(args: argparse.Namespace) -> Callable[[Path, dict[str, Any]],
 
 def _bench_one(
     name: str, factory: Callable[[Path, dict[str, Any]], BenchServer], postgres: Any,
-    workroot: Path, sizes: LoadSizes,
+    workroot: Path, sizes: LoadSizes, wait_quiet: float,
 ) -> dict[str, float]:
     dbname = f"bench_{name}_{uuid.uuid4().hex[:8]}"
     postgres.execute_admin(
@@ -113,12 +118,15 @@ def _bench_one(
     database = {**postgres.connect_args, "database": dbname}
     server = factory(workdir, database)
     try:
-        print(f"\n{name}: starting on {server.base_url} ...")
+        busy = _quiet_machine(wait_quiet)
+        print(f"\n{name}: machine {100 * busy:.0f}% busy just before"
+              + (" (NOT quiet: other load skews the figures)" if busy > QUIET else ""))
+        print(f"{name}: starting on {server.base_url} ...")
         started = time.monotonic()
         server.start()
         print(f"  serving after {time.monotonic() - started:.1f}s (pid {server.pid})")
         figures = run_load(server.base_url, server.pid, sizes, log=print)
-        summary = figures.summary()
+        summary = {**figures.summary(), "machine_busy_before_pct": 100 * busy}
         print("  " + ", ".join(f"{k}={v:.1f}" for k, v in summary.items()))
         return summary
     except BaseException:
@@ -131,6 +139,16 @@ def _bench_one(
             postgres.drop_database(dbname)
 
 
+def _quiet_machine(wait: float) -> float:
+    """How busy the machine is; waits up to `wait` seconds for others' load to pass."""
+    deadline = time.monotonic() + wait
+    busy = machine_busy()
+    while busy > QUIET and time.monotonic() < deadline:
+        print(f"  machine {100 * busy:.0f}% busy: waiting for it to be quiet ...")
+        busy = machine_busy()
+    return busy
+
+
 def render_table(results: dict[str, dict[str, float]]) -> str:
     both = all(name in results for name in SERVERS)
     header = ["", *[name for name in SERVERS if name in results]]
@@ -141,7 +159,7 @@ def render_table(results: dict[str, dict[str, float]]) -> str:
         row = [label, *[fmt.format(results[name][key]) for name in SERVERS if name in results]]
         if both:
             p, s = results["piman"][key], results["synapse"][key]
-            row.append(f"{p / s:.2f}" if s else "-")
+            row.append(f"{p / s:.2f}" if s and key != "machine_busy_before_pct" else "")
             if target is None:
                 row += ["", ""]
             else:
@@ -158,7 +176,8 @@ def _report(results: dict[str, dict[str, float]], sizes: LoadSizes) -> dict[str,
     report: dict[str, Any] = {"load": vars(sizes), "cores": os.cpu_count(), "servers": results}
     if all(name in results for name in SERVERS):
         report["ratios"] = {key: (results["piman"][key] / results["synapse"][key]
-                                  if results["synapse"][key] else None) for key, *_ in ROWS}
+                                  if results["synapse"][key] else None)
+                            for key, *_ in ROWS if key != "machine_busy_before_pct"}
     return report
 
 

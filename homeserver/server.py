@@ -25,6 +25,7 @@ from homeserver.handlers.account_data import AccountDataHandler
 from homeserver.handlers.filters import FilterHandler
 from homeserver.handlers.presence import TIMEOUT_CHECK_INTERVAL_S, PresenceHandler
 from homeserver.handlers.profile import ProfileHandler
+from homeserver.handlers.push_actions import PRUNE_INTERVAL_S, PushActionsHandler
 from homeserver.handlers.push_rules import PushRulesHandler
 from homeserver.handlers.receipts import ReceiptsHandler
 from homeserver.handlers.reports import ReportsHandler
@@ -33,6 +34,8 @@ from homeserver.handlers.event_sender import EventSender
 from homeserver.handlers.membership import MembershipHandler
 from homeserver.handlers.messages import MessageHandler
 from homeserver.handlers.room_creation import RoomCreationHandler
+from homeserver.handlers.directory import DirectoryHandler
+from homeserver.handlers.room_upgrade import RoomUpgradeHandler
 from homeserver.handlers import sync_user_data
 from homeserver.handlers.pagination import PaginationHandler
 from homeserver.handlers.sync import SyncHandler
@@ -112,10 +115,14 @@ class HomeServer:
         self.event_sender = EventSender(self)
         self.membership_handler = MembershipHandler(self)
         self.room_creation_handler = RoomCreationHandler(self)
+        self.directory_handler = DirectoryHandler(self)
+        self.room_upgrade_handler = RoomUpgradeHandler(self)
         self.message_handler = MessageHandler(self)
         # Per-user data around rooms: account data, filters, profiles, presence, receipts, push rules.
         self.account_data_handler = AccountDataHandler(self)
         self.push_rules_handler = PushRulesHandler(self)
+        self.push_actions_handler = PushActionsHandler(self)
+        self.event_sender.after_persist.append(self.push_actions_handler.on_event_persisted)
         self.filter_handler = FilterHandler(self)
         self.profile_handler = ProfileHandler(self)
         self.presence_handler = PresenceHandler(self)
@@ -135,6 +142,9 @@ class HomeServer:
         )
         self._background.append(
             self.clock.looping_call(TIMEOUT_CHECK_INTERVAL_S, lambda: defer.ensureDeferred(self.presence_handler.check_timeouts()))
+        )
+        self._background.append(
+            self.clock.looping_call(PRUNE_INTERVAL_S, lambda: defer.ensureDeferred(self.push_actions_handler.prune()))
         )
 
     def register_process_metrics(self) -> None:
@@ -191,6 +201,7 @@ class HomeServer:
             logger.warning("Stopping with %d request(s) still in flight after %.0fs", self.inflight.count, grace_s)
         if timeout.active():
             timeout.cancel()
+        await self.push_actions_handler.wait_idle()  # the notification rows of the last events sent
 
     async def close(self) -> None:
         await self.store.close()

@@ -19,6 +19,7 @@ from storage.stores.events import EventStore
 from storage.stores.filters import FilterStore
 from storage.stores.presence import PresenceStore
 from storage.stores.profiles import ProfileStore
+from storage.stores.push_actions import PushActionStore
 from storage.stores.push_rules import PushRuleStore
 from storage.stores.receipts import ReceiptStore
 from storage.stores.registration_tokens import RegistrationTokenStore
@@ -59,6 +60,7 @@ class DataStore:
         self.events = EventStore(db, sealer, self.events_stream, self.state, event_fetcher)
         self.relations = RelationStore(db, event_fetcher)
         self.aliases = AliasStore(db)
+        self.push_actions = PushActionStore(db)
 
     async def close(self) -> None:
         await self.db.close()

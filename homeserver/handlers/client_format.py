@@ -12,7 +12,8 @@ from homeserver.events.redaction import prune_event_dict
 
 
 def client_event(stored: Any, now_ms: int, *, txn_id: str | None = None, redaction: Any = None,
-                 include_room_id: bool = True) -> dict[str, Any]:
+                 include_room_id: bool = True, relations: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`relations` is the event's bundled aggregations (see `aggregations.bundle_aggregations`)."""
     event = stored.event
     pdu = prune_event_dict(event.room_version, event.pdu) if stored.redacted_by else event.pdu
     out: dict[str, Any] = {
@@ -35,6 +36,8 @@ def client_event(stored: Any, now_ms: int, *, txn_id: str | None = None, redacti
         unsigned["transaction_id"] = txn_id
     if stored.redacted_by:
         unsigned["redacted_because"] = redaction if redaction is not None else {"event_id": stored.redacted_by}
+    if relations:
+        unsigned["m.relations"] = relations
     out["unsigned"] = unsigned
     return out
 

@@ -74,6 +74,8 @@ class EventSender:
         self._notifier = hs.notifier
         self._locks = KeyedLock()
         self._room_versions: dict[str, RoomVersion] = {}
+        # Called with (event, stream_ordering) after each commit; they must return at once (push actions).
+        self.after_persist: list[Callable[[Event, int], None]] = []
 
     async def room_version(self, room_id: str) -> RoomVersion:
         """The room's version (immutable, so cached); 404 if the server doesn't know the room."""
@@ -182,4 +184,10 @@ class EventSender:
 
     def _notify(self, event: Event, stream_ordering: int) -> None:
         users = [event.state_key] if event.type == "m.room.member" and event.state_key else []
+        # Callbacks first: what they queue is then known to the syncs the notifier wakes.
+        for callback in self.after_persist:
+            try:
+                callback(event, stream_ordering)
+            except Exception:
+                logger.exception("After-persist callback failed for event %s", event.event_id)
         self._notifier.notify("events", stream_ordering, rooms=[event.room_id], users=users)

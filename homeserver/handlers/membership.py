@@ -130,9 +130,9 @@ class MembershipHandler:
         membership = await self.current_membership(room_id, user_id)
         if membership in ("join", "invite", "knock"):
             raise MatrixError(HTTPStatus.BAD_REQUEST, "M_UNKNOWN", "Leave the room before forgetting it.")
-        if membership is None:
-            raise not_found("You were never in this room.")
-        await self._store.memberships.forget_room(user_id, room_id)
+        # Like Synapse, forgetting a room one was never in succeeds and does nothing (the spec
+        # lists no 404 here).
+        await self._store.events.forget_room(user_id, room_id)
 
     async def _require_membership_of(self, room_id: str, user_id: str, memberships: tuple[str, ...], what: str) -> None:
         current = await self.current_membership(room_id, user_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+from homeserver.handlers.aggregations import bundle_aggregations
 from homeserver.handlers.client_format import client_event
 from homeserver.handlers.sync_token import SyncToken
 from homeserver.http.errors import MatrixError, not_found
@@ -80,8 +81,9 @@ class PaginationHandler:
         end = await self.parse_point(room_id, to_token) if to_token else None
         events, next_point = await self._page(user_id, room_id, membership, start, end, direction, limit, event_filter)
         now = self._hs.clock.time_msec()
+        bundled = await bundle_aggregations(self._hs, user_id, events)
         result: dict[str, Any] = {
-            "chunk": [client_event(s, now) for s in events],
+            "chunk": [client_event(s, now, relations=bundled.get(s.event.event_id)) for s in events],
             "start": from_token or point_token(start or ((2**62, 2**62) if direction == "b" else (0, 0))),
         }
         if next_point is not None:
@@ -112,10 +114,11 @@ class PaginationHandler:
                                                     limit - half, event_filter) if limit - half else ([], after(stored))
         state = await self._state_at_event(stored)
         now = self._hs.clock.time_msec()
+        bundled = await bundle_aggregations(self._hs, user_id, [stored, *before_events, *after_events])
         return {
-            "event": client_event(stored, now),
-            "events_before": [client_event(s, now) for s in before_events],
-            "events_after": [client_event(s, now) for s in after_events],
+            "event": client_event(stored, now, relations=bundled.get(event_id)),
+            "events_before": [client_event(s, now, relations=bundled.get(s.event.event_id)) for s in before_events],
+            "events_after": [client_event(s, now, relations=bundled.get(s.event.event_id)) for s in after_events],
             "start": point_token(before_next or (before(before_events[-1]) if before_events else before(stored))),
             "end": point_token(after_next or (after(after_events[-1]) if after_events else after(stored))),
             "state": [client_event(s, now) for s in state.values()],

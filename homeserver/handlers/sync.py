@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from homeserver.auth import Requester
 from homeserver.filtering import Filter
+from homeserver.handlers.aggregations import add_bundled_aggregations
 from homeserver.handlers.client_format import client_event
 from homeserver.handlers.pagination import before, point_token
 from homeserver.handlers.sync_token import SyncToken
@@ -107,6 +108,11 @@ class SyncHandler:
         has_data = await self._fill_rooms(ctx, rooms)
         for ext in self._extensions:
             has_data = await ext.fill(ctx) or has_data
+        # After the extensions, which add rooms too (a new receipt): every joined entry needs its counts.
+        counts = await self._hs.push_actions_handler.get_counts(
+            ctx.user_id, list(rooms["join"]), up_to=now.events, threads=sync_filter.timeline.unread_thread_notifications)
+        for room_id, fields in counts.items():
+            rooms["join"][room_id].update(fields)
         ctx.response["_has_data"] = has_data
         return ctx
 
@@ -167,6 +173,7 @@ class SyncHandler:
         now_ms = self._clock.time_msec()
         txn_ids = await self._txn_ids_for(ctx, [s for evs, _ in latest.values() for s in evs])
         has_data = False
+        to_bundle: list[tuple[Any, dict[str, Any]]] = []  # limited timelines get bundled aggregations (spec)
         for room_id in joined:
             events, limited = latest.get(room_id, ([], False))
             events = await self._hs.visibility.filter_events(ctx.user_id, events, current_membership="join")
@@ -197,7 +204,10 @@ class SyncHandler:
             if room_id in full:
                 room["summary"] = self._summary(ctx.user_id, current_state.get(room_id, {}))
             out[room_id] = room
+            if limited:
+                to_bundle.extend(zip(timeline_events, room["timeline"]["events"]))
             has_data = has_data or bool(timeline_events) or room_id in full or limited or typing_changed
+        await add_bundled_aggregations(self._hs, ctx.user_id, to_bundle, include_room_id=False)
         return has_data
 
     def _state_section(self, ctx: SyncContext, room_id: str, current: dict[Any, Any], timeline: list[Any],

@@ -56,7 +56,10 @@ class Visibility:
         state = await self._store.state.get_current_state_events(room_id, [("m.room.member", user_id), HISTORY_KEY])
         member = state.get(("m.room.member", user_id))
         membership = member.event.membership if member is not None else None
-        if membership in ("join", "leave", "ban"):
+        if membership == "join":
+            return membership
+        # Having forgotten a room, a former member can no longer read its history (spec: /forget).
+        if membership in ("leave", "ban") and not await self._store.events.is_room_forgotten(user_id, room_id):
             return membership
         hv = state.get(HISTORY_KEY)
         if hv is not None and hv.event.content.get("history_visibility") == "world_readable":

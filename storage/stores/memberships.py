@@ -54,10 +54,13 @@ class MembershipQueries:
     async def get_rooms_for_user(
         self, user_id: str, memberships: Sequence[str] | None = ("join",)
     ) -> list[RoomMembership]:
-        """The user's rooms with one of `memberships` (None: any), ordered by room ID."""
+        """The user's rooms with one of `memberships` (None: any), ordered by room ID.
+
+        Rooms the user has forgotten are left out: they are gone from the user's lists.
+        """
         sql = (
-            "SELECT room_id, membership, event_id, stream_ordering FROM current_memberships"
-            " WHERE user_id = ?"
+            "SELECT room_id, membership, event_id, stream_ordering FROM current_memberships AS m"
+            f" WHERE user_id = ? AND NOT {_FORGOTTEN}"
         )
         args: list[object] = [user_id]
         if memberships is not None:
@@ -201,6 +204,48 @@ class MembershipQueries:
             to_stream,
         )
         return [MembershipChange(r, e, m, int(s)) for r, e, m, s in rows]
+
+
+    async def forget_room(self, user_id: str, room_id: str) -> bool:
+        """Forget the user's current membership of the room if they left or were banned.
+
+        False if there is no such membership to forget (never a member, or in the room).
+        """
+        return await self._db.run_interaction("forget_room", self._forget_room_txn, user_id, room_id)
+
+    @staticmethod
+    def _forget_room_txn(txn: Transaction, user_id: str, room_id: str) -> bool:
+        txn.execute(
+            "SELECT stream_ordering FROM current_memberships"
+            " WHERE user_id = ? AND room_id = ? AND membership IN ('leave', 'ban')",
+            (user_id, room_id),
+        )
+        row = txn.fetchone()
+        if row is None:
+            return False
+        txn.execute(
+            "INSERT INTO forgotten_rooms (user_id, room_id, stream_ordering) VALUES (?, ?, ?)"
+            " ON CONFLICT (user_id, room_id) DO UPDATE SET stream_ordering = excluded.stream_ordering",
+            (user_id, room_id, int(row[0])),
+        )
+        return True
+
+    async def is_room_forgotten(self, user_id: str, room_id: str) -> bool:
+        """Whether the user forgot the room and has had no membership in it since."""
+        rows = await self._db.execute(
+            "is_room_forgotten",
+            f"SELECT 1 FROM current_memberships AS m WHERE user_id = ? AND room_id = ? AND {_FORGOTTEN}",
+            user_id,
+            room_id,
+        )
+        return bool(rows)
+
+
+# A row `m` of current_memberships that its user forgot (no newer membership since).
+_FORGOTTEN = (
+    "EXISTS (SELECT 1 FROM forgotten_rooms AS f WHERE f.user_id = m.user_id"
+    " AND f.room_id = m.room_id AND f.stream_ordering >= m.stream_ordering)"
+)
 
 
 def _membership(row: tuple) -> RoomMembership:

@@ -9,11 +9,11 @@ event's relation, as its content (and so the relation) is gone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Collection, Iterable, Literal
 
 from homeserver.events.event import Event
 from storage.database import Database, Transaction
-from storage.stores.event_fetch import EventFetcher, StoredEvent, chunks, placeholders
+from storage.stores.event_fetch import MAX_BIND, EventFetcher, StoredEvent, chunks, placeholders
 from storage.stores.statement_batch import Statement
 
 THREAD = "m.thread"
@@ -25,6 +25,19 @@ class ThreadSummary:
     latest_event_id: str
     latest_stream_ordering: int
     participated: bool  # the asking user sent the root or a reply
+
+
+@dataclass(frozen=True)
+class ChildRelation:
+    """One stored relation, with what bundling it needs without loading the child event."""
+
+    event_id: str
+    relates_to_id: str
+    rel_type: str
+    event_type: str
+    sender: str
+    origin_server_ts: int
+    stream_ordering: int
 
 
 def relation_of(event: Event) -> tuple[str, str] | None:
@@ -113,14 +126,29 @@ class RelationStore:
         to_stream: int | None = None,
         limit: int = 50,
         direction: Literal["b", "f"] = "b",
+        max_depth: int = 1,
     ) -> list[StoredEvent]:
         """Events relating to `event_id`, in stream order (newest first for "b").
 
         Stream positions as in the timeline queries: "b" returns orderings <= `from_stream`
         and > `to_stream`; "f" returns orderings > `from_stream` and <= `to_stream`.
+        `max_depth` > 1 adds events relating to those events, and so on, up to that many
+        relations away from `event_id`; the other filters apply at every depth.
         """
-        conditions = ["relates_to_id = ?"]
-        args: list[object] = [event_id]
+        prefix = ""
+        args: list[object] = []
+        if max_depth > 1:
+            prefix = (
+                "WITH RECURSIVE related (event_id, depth) AS ("
+                " SELECT event_id, 1 FROM event_relations WHERE relates_to_id = ?"
+                " UNION SELECT r.event_id, related.depth + 1 FROM event_relations AS r"
+                " JOIN related ON r.relates_to_id = related.event_id WHERE related.depth < ?) "
+            )
+            args += [event_id, max_depth]
+            conditions = ["event_id IN (SELECT event_id FROM related)"]
+        else:
+            conditions = ["relates_to_id = ?"]
+            args.append(event_id)
         for column, value in (("room_id", room_id), ("rel_type", rel_type), ("event_type", event_type)):
             if value is not None:
                 conditions.append(f"{column} = ?")
@@ -135,7 +163,7 @@ class RelationStore:
         order = "DESC" if direction == "b" else "ASC"
         rows = await self._db.execute(
             "get_relations",
-            f"SELECT event_id FROM event_relations WHERE {' AND '.join(conditions)}"
+            f"{prefix}SELECT event_id FROM event_relations WHERE {' AND '.join(conditions)}"
             f" ORDER BY stream_ordering {order} LIMIT ?",
             *args,
             limit,
@@ -143,6 +171,40 @@ class RelationStore:
         ids = [row[0] for row in rows]
         events = await self._fetcher.get_events(ids)
         return [events[i] for i in ids if i in events]
+
+    async def get_child_relations(
+        self, event_ids: Iterable[str], rel_types: Collection[str]
+    ) -> list[ChildRelation]:
+        """The relations of types `rel_types` pointing at any of `event_ids`, in stream order."""
+        return await self._db.run_interaction(
+            "get_child_relations",
+            self._child_relations_txn,
+            list(dict.fromkeys(event_ids)),
+            sorted(rel_types),
+        )
+
+    @staticmethod
+    def _child_relations_txn(
+        txn: Transaction, event_ids: list[str], rel_types: list[str]
+    ) -> list[ChildRelation]:
+        found: list[ChildRelation] = []
+        if not rel_types:
+            return found
+        for chunk in chunks(event_ids, MAX_BIND - len(rel_types)):
+            txn.execute(
+                "SELECT r.event_id, r.relates_to_id, r.rel_type, r.event_type, r.sender,"
+                " e.origin_server_ts, r.stream_ordering FROM event_relations AS r"
+                " JOIN events AS e ON e.event_id = r.event_id"
+                f" WHERE r.relates_to_id IN ({placeholders(len(chunk))})"
+                f" AND r.rel_type IN ({placeholders(len(rel_types))})",
+                [*chunk, *rel_types],
+            )
+            found.extend(
+                ChildRelation(e, target, rel, etype, sender, int(ts), int(so))
+                for e, target, rel, etype, sender, ts, so in txn.fetchall()
+            )
+        found.sort(key=lambda r: r.stream_ordering)
+        return found
 
     async def get_thread_roots(
         self,
@@ -183,25 +245,51 @@ class RelationStore:
         return [(thread_id, int(position)) for thread_id, position in rows]
 
     async def get_thread_summaries(
-        self, event_ids: Iterable[str], user_id: str | None = None
+        self,
+        event_ids: Iterable[str],
+        user_id: str | None = None,
+        *,
+        exclude_senders: Collection[str] = (),
     ) -> dict[str, ThreadSummary]:
-        """Summaries of the threads rooted at any of `event_ids` (others absent)."""
+        """Summaries of the threads rooted at any of `event_ids` (others absent).
+
+        Replies from `exclude_senders` (users the asking user ignores) are not counted and are
+        never the latest event; a thread with only such replies is absent.
+        """
         return await self._db.run_interaction(
-            "get_thread_summaries", self._thread_summaries_txn, list(dict.fromkeys(event_ids)), user_id
+            "get_thread_summaries",
+            self._thread_summaries_txn,
+            list(dict.fromkeys(event_ids)),
+            user_id,
+            sorted(exclude_senders),
         )
 
     @staticmethod
     def _thread_summaries_txn(
-        txn: Transaction, event_ids: list[str], user_id: str | None
+        txn: Transaction, event_ids: list[str], user_id: str | None, exclude_senders: list[str]
     ) -> dict[str, ThreadSummary]:
         result: dict[str, ThreadSummary] = {}
-        for chunk in chunks(event_ids):
+        for chunk in chunks(event_ids, MAX_BIND - len(exclude_senders) - 2):
             marks = placeholders(len(chunk))
-            txn.execute(
-                "SELECT thread_id, reply_count, latest_event_id, latest_stream_ordering"
-                f" FROM threads WHERE thread_id IN ({marks})",
-                chunk,
-            )
+            if exclude_senders:
+                # The summary rows count everyone: recount from the relations themselves.
+                txn.execute(
+                    "SELECT thread_id, reply_count, event_id, stream_ordering FROM ("
+                    " SELECT relates_to_id AS thread_id, event_id, stream_ordering,"
+                    "  COUNT(*) OVER (PARTITION BY relates_to_id) AS reply_count,"
+                    "  ROW_NUMBER() OVER (PARTITION BY relates_to_id ORDER BY stream_ordering DESC)"
+                    "  AS row_number"
+                    f" FROM event_relations WHERE relates_to_id IN ({marks}) AND rel_type = ?"
+                    f"  AND sender NOT IN ({placeholders(len(exclude_senders))})"
+                    ") AS replies WHERE row_number = 1",
+                    [*chunk, THREAD, *exclude_senders],
+                )
+            else:
+                txn.execute(
+                    "SELECT thread_id, reply_count, latest_event_id, latest_stream_ordering"
+                    f" FROM threads WHERE thread_id IN ({marks})",
+                    chunk,
+                )
             rows = txn.fetchall()
             participated: set[str] = set()
             if user_id is not None and rows:

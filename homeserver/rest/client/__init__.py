@@ -8,17 +8,22 @@ from homeserver.rest.client import (
     account,
     account_data,
     devices,
+    directory,
     filters,
     login,
+    notifications,
     presence,
     profile,
     push_rules,
     receipts,
     register,
+    relations,
     reports,
     room_reads,
+    room_upgrade,
     rooms,
     sync,
+    timestamp_to_event,
     user_directory,
     versions,
 )
@@ -28,7 +33,8 @@ if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
 MODULES = (versions, login, register, account, devices, rooms, room_reads, sync, account_data, filters, profile,
-           presence, receipts, push_rules, user_directory, reports, admin_register)
+           presence, receipts, push_rules, user_directory, reports, directory, room_upgrade, timestamp_to_event,
+           relations, notifications, admin_register)
 
 
 def client_servlets(hs: "HomeServer") -> list[Any]:

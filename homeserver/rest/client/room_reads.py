@@ -8,6 +8,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from homeserver.filtering import RoomEventFilter
+from homeserver.handlers.aggregations import bundle_aggregations
 from homeserver.handlers.client_format import client_event
 from homeserver.http.errors import bad_json, forbidden, invalid_param, not_found
 from homeserver.http.parse import query_int, query_str, read_json_object
@@ -42,7 +43,8 @@ class EventServlet(Servlet):
         visible = await self.hs.visibility.filter_events(requester.user_id, [stored], current_membership=membership)
         if not visible:
             raise not_found("Event not found.")  # not 403: don't reveal that it exists
-        return HTTPStatus.OK, client_event(stored, self.hs.clock.time_msec())
+        bundled = await bundle_aggregations(self.hs, requester.user_id, [stored])
+        return HTTPStatus.OK, client_event(stored, self.hs.clock.time_msec(), relations=bundled.get(event_id))
 
 
 class RoomStateServlet(Servlet):
