@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.handlers.aggregations import bundle_aggregations
 from homeserver.handlers.client_format import client_event
+from homeserver.handlers.prev_content import add_prev_content
 from homeserver.handlers.sync_token import SyncToken
 from homeserver.http.errors import MatrixError, not_found
 
@@ -86,6 +87,7 @@ class PaginationHandler:
             "chunk": [client_event(s, now, relations=bundled.get(s.event.event_id)) for s in events],
             "start": from_token or point_token(start or ((2**62, 2**62) if direction == "b" else (0, 0))),
         }
+        await add_prev_content(self._store, list(zip(events, result["chunk"])))
         if next_point is not None:
             result["end"] = point_token(next_point)
         if event_filter is not None and event_filter.lazy_load_members and events:

@@ -1,14 +1,16 @@
 """Notification counts: push rules evaluated per event for each local member, after the send.
 
 `EventSender` calls `on_event_persisted` once an event is committed; the evaluation happens
-later, on the reactor, so it adds nothing to the send request: queued events are taken in
-batches, each member's rules are evaluated, and one transaction writes the batch's rows. The
-room facts the rules need (local members and their display names, member count, power
-levels) are cached per state group, so in a linear room a batch usually costs no read at all.
+later, on the reactor, so it adds nothing to the send request. Each member's rules are
+evaluated and the rows of a burst of events are written in one transaction, FLUSH_DELAY_S
+later at most. The room facts the rules need (local members and their display names, member
+count, power levels) are cached per state group, so in a linear room evaluating usually costs
+no read at all.
 
-A /sync woken by an event could otherwise read the counts before that event's rows exist and
+A /sync woken by an event would otherwise read the counts before that event's rows exist and
 report a stale count with nothing to correct it later; `get_counts` therefore first waits for
-the queued events of the asked rooms up to the sync's position (usually already done).
+(and hurries) the writing of the asked rooms' events up to the sync's position. A crash loses
+the rows of the last FLUSH_DELAY_S: those events then never count as unread.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Collection, Iterable
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall
 
 from homeserver.events.event import Event
 from homeserver.events.power_levels import CREATE_KEY, POWER_LEVELS_KEY, PowerLevels
@@ -41,6 +44,10 @@ ROOM_CONTEXT_CACHE_WEIGHT = 100_000
 MEMBERS_PER_SLICE = 200
 # Relations followed to find an event's thread (the spec recommends at most 3 hops).
 MAX_THREAD_HOPS = 3
+# Evaluated rows are written together after this delay or this many events, unless a reader
+# (a /sync of a member) needs them sooner: one transaction per burst of sends, not per event.
+FLUSH_DELAY_S = 0.05
+FLUSH_EVENTS = 200
 PRUNE_INTERVAL_S = 3600
 DEFAULT_NOTIFICATIONS_LIMIT = 20
 MAX_NOTIFICATIONS_LIMIT = 100
@@ -67,11 +74,17 @@ class PushActionsHandler:
         self._local_suffix = ":" + hs.hostname
         self._contexts: LruCache[tuple[str, int], _RoomContext] = LruCache(
             ROOM_CONTEXT_CACHE_WEIGHT, lambda c: len(c.local_members) + 1)
-        self._queue: list[tuple[Event, int]] = []
-        self._pending: dict[str, collections.deque[int]] = {}  # room -> queued stream orderings, in order
-        self._waiters: list[tuple[str, int, defer.Deferred[None]]] = []  # (room, up to position, waiter)
+        self._queue: list[tuple[Event, int]] = []  # persisted, not evaluated yet
+        self._unwritten: list[tuple[Event, int]] = []  # evaluated, rows not written yet
+        self._rows: list[PushActionRow] = []
+        self._own: list[OwnEvent] = []
+        self._pending: dict[str, collections.deque[int]] = {}  # room -> orderings queued or unwritten, in order
+        self._waiters: list[tuple[str, int, defer.Deferred[None]]] = []  # (room, up to position, reader)
         self._idle_waiters: list[defer.Deferred[None]] = []
-        self._scheduled = False
+        self._running = False
+        self._start_scheduled = False
+        self._flush_wanted = False
+        self._flush_timer: IDelayedCall | None = None
         self._prune_up_to = 0  # the events position seen at the previous prune
 
     # -- writing ---------------------------------------------------------
@@ -80,39 +93,64 @@ class PushActionsHandler:
         """`EventSender.after_persist` callback: queue the event and return at once."""
         self._queue.append((event, stream_ordering))
         self._pending.setdefault(event.room_id, collections.deque()).append(stream_ordering)
-        if not self._scheduled:
-            self._scheduled = True
+        # The first event of a burst is evaluated at once (so that its rows are usually ready when
+        # the members' syncs ask); the next ones wait for the flush timer the first one armed.
+        if not self._running and not self._start_scheduled and self._flush_timer is None:
+            self._start_scheduled = True
             # Two reactor turns: the first still runs before the reactor's next I/O pass, which
             # is the one that writes the send's response; the second comes after it.
             self._clock.call_later(0, self._clock.call_later, 0, self._start)
 
     def _start(self) -> None:
-        defer.ensureDeferred(self._run())
+        self._start_scheduled = False
+        if not self._running:
+            self._running = True
+            defer.ensureDeferred(self._run())
+
+    def _want_flush(self) -> None:
+        """Write the evaluated rows now: a reader waits for them, the delay is over, or we stop."""
+        self._flush_wanted = True
+        self._start()
+
+    def _on_flush_timer(self) -> None:
+        self._flush_timer = None
+        self._want_flush()
 
     async def _run(self) -> None:
+        """Evaluate what is queued; write when asked to or when enough has piled up."""
         try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                rows: list[PushActionRow] = []
-                own: list[OwnEvent] = []
-                for event, stream_ordering in batch:
-                    try:
-                        await self._evaluate(event, stream_ordering, rows, own)
-                    except Exception:
-                        logger.exception("Evaluating push rules failed for event %s", event.event_id)
-                try:
-                    await self._store.add_push_actions(rows, own)
-                except Exception:
-                    logger.exception("Storing push actions failed for %d event(s)", len(batch))
-                self._done(batch)
+            while True:
+                if self._queue:
+                    batch, self._queue = self._queue, []
+                    for event, stream_ordering in batch:
+                        try:
+                            await self._evaluate(event, stream_ordering, self._rows, self._own)
+                        except Exception:
+                            logger.exception("Evaluating push rules failed for event %s", event.event_id)
+                    self._unwritten.extend(batch)
+                elif self._unwritten and (self._flush_wanted or len(self._unwritten) >= FLUSH_EVENTS):
+                    await self._write()
+                else:
+                    self._flush_wanted = False
+                    break
         finally:
-            self._scheduled = False
-            if self._queue:  # only if the loop died: drop the queue rather than leave waiters hanging
-                self._done(self._queue)
-                self._queue = []
-            idle, self._idle_waiters = self._idle_waiters, []
-            for d in idle:
-                d.callback(None)
+            self._running = False
+            if (self._queue or self._unwritten) and self._flush_timer is None:
+                self._flush_timer = self._clock.call_later(FLUSH_DELAY_S, self._on_flush_timer)
+
+    async def _write(self) -> None:
+        self._flush_wanted = False
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        batch, rows, own = self._unwritten, self._rows, self._own
+        self._unwritten, self._rows, self._own = [], [], []
+        own = list({(o.user_id, o.room_id, o.thread_id): o for o in own}.values())  # the latest of each
+        try:
+            await self._store.add_push_actions(rows, own)
+        except Exception:
+            logger.exception("Storing push actions failed for %d event(s)", len(batch))
+        self._done(batch)
 
     def _done(self, batch: list[tuple[Event, int]]) -> None:
         for event, stream_ordering in batch:
@@ -128,16 +166,21 @@ class PushActionsHandler:
             else:
                 d.callback(None)
         self._waiters = still
+        if not self._pending:
+            idle, self._idle_waiters = self._idle_waiters, []
+            for d in idle:
+                d.callback(None)
 
     def _is_pending(self, room_id: str, up_to: int | None) -> bool:
         pending = self._pending.get(room_id)
         return bool(pending) and (up_to is None or pending[0] <= up_to)
 
     async def wait_idle(self) -> None:
-        """Until every queued event is written (for a graceful stop)."""
-        if self._scheduled:
+        """Until every queued event's rows are written (for a graceful stop)."""
+        if self._pending:
             d: defer.Deferred[None] = defer.Deferred()
             self._idle_waiters.append(d)
+            self._want_flush()
             await d
 
     async def _evaluate(self, event: Event, stream_ordering: int, rows: list[PushActionRow],
@@ -145,7 +188,9 @@ class PushActionsHandler:
         """Add the event's rows for every local member the rules notify (the sender excluded)."""
         room = await self._room_context(event)
         thread_id = await self._thread_of(event)
-        if event.sender.endswith(self._local_suffix):
+        if event.state_key is None and event.sender.endswith(self._local_suffix):
+            # Sending reads up to the event (spec); state events don't: a display name change
+            # is sent into every room of the user without them reading any.
             own.append(OwnEvent(event.sender, event.room_id, thread_id, stream_ordering))
         candidates = [(u, name) for u, name in room.local_members.items() if u != event.sender]
         if not candidates:
@@ -170,21 +215,28 @@ class PushActionsHandler:
                                           notify, highlight, thread_id))
 
     async def _room_context(self, event: Event) -> _RoomContext:
-        room_id = event.room_id
-        group = await self._hs.store.state.get_state_group_for_event(event.event_id)
-        key = (room_id, group if group is not None else -1)
+        """Members, display names and power levels in the state after the event (as evaluation
+        may run a little later, when the current state has moved on)."""
+        state_store = self._hs.store.state
+        group = await state_store.get_state_group_for_event(event.event_id)
+        key = (event.room_id, group if group is not None else -1)
         cached = self._contexts.get(key) if group is not None else None
         if cached is not None:
             return cached
-        store = self._hs.store
-        members = await store.events.get_joined_members_with_profiles(room_id)
-        state = await store.state.get_current_state_events(room_id, [POWER_LEVELS_KEY, CREATE_KEY])
-        version = await self._hs.event_sender.room_version(room_id)
-        context = _RoomContext(
-            local_members={u: p.display_name for u, p in members.items() if u.endswith(self._local_suffix)},
-            member_count=len(members),
-            power_levels=PowerLevels.from_state({k: s.event for k, s in state.items()}, version),
-        )
+        if group is not None:
+            state = await state_store.get_state_for_group(group)
+        else:
+            state = await state_store.get_current_state(event.room_id)
+        wanted = {k: e for k, e in state.items() if k[0] == "m.room.member" or k in (POWER_LEVELS_KEY, CREATE_KEY)}
+        events = await self._hs.store.events.get_events(wanted.values())
+        by_key = {k: events[e].event for k, e in wanted.items() if e in events}
+        joined = {k[1]: ev for k, ev in by_key.items() if k[0] == "m.room.member" and ev.membership == "join"}
+        local_members: dict[str, str | None] = {}
+        for user_id, member_event in joined.items():
+            if user_id.endswith(self._local_suffix):
+                name = member_event.content.get("displayname")
+                local_members[user_id] = name if isinstance(name, str) else None
+        context = _RoomContext(local_members, len(joined), PowerLevels.from_state(by_key, event.room_version))
         if group is not None:
             self._contexts.set(key, context)
         return context
@@ -224,19 +276,23 @@ class PushActionsHandler:
         return rooms, threads
 
     async def _wait_for_pending(self, room_ids: Iterable[str], up_to: int | None) -> None:
+        """Until the rows of the rooms' events up to `up_to` (None: all so far) are written."""
         waits = []
         for room_id in room_ids:
             if self._is_pending(room_id, up_to):
                 d: defer.Deferred[None] = defer.Deferred()
                 self._waiters.append((room_id, up_to if up_to is not None else self._pending[room_id][-1], d))
                 waits.append(d)
+        if waits:
+            self._want_flush()
         for d in waits:
             await d
 
     async def get_counts(self, user_id: str, room_ids: Collection[str], *, up_to: int | None = None,
                          threads: bool = False) -> dict[str, dict[str, Any]]:
         """room_id -> the /sync fields `unread_notifications` (and `unread_thread_notifications`
-        if `threads`), for every room asked. Events up to `up_to` (None: all sent so far) count."""
+        if `threads`), for every room asked, once the rows of the rooms' events up to `up_to`
+        (None: all sent so far) are written."""
         if not room_ids:
             return {}
         await self._wait_for_pending(room_ids, up_to)

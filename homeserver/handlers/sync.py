@@ -17,6 +17,7 @@ from homeserver.filtering import Filter
 from homeserver.handlers.aggregations import add_bundled_aggregations
 from homeserver.handlers.client_format import client_event
 from homeserver.handlers.pagination import before, point_token
+from homeserver.handlers.prev_content import add_prev_content
 from homeserver.handlers.sync_token import SyncToken
 
 if TYPE_CHECKING:
@@ -173,6 +174,7 @@ class SyncHandler:
         now_ms = self._clock.time_msec()
         txn_ids = await self._txn_ids_for(ctx, [s for evs, _ in latest.values() for s in evs])
         has_data = False
+        with_prev: list[tuple[Any, dict[str, Any]]] = []
         to_bundle: list[tuple[Any, dict[str, Any]]] = []  # limited timelines get bundled aggregations (spec)
         for room_id in joined:
             events, limited = latest.get(room_id, ([], False))
@@ -206,8 +208,10 @@ class SyncHandler:
             out[room_id] = room
             if limited:
                 to_bundle.extend(zip(timeline_events, room["timeline"]["events"]))
+            with_prev.extend(zip(timeline_events, room["timeline"]["events"]))
             has_data = has_data or bool(timeline_events) or room_id in full or limited or typing_changed
         await add_bundled_aggregations(self._hs, ctx.user_id, to_bundle, include_room_id=False)
+        await add_prev_content(self._store, with_prev)
         return has_data
 
     def _state_section(self, ctx: SyncContext, room_id: str, current: dict[Any, Any], timeline: list[Any],

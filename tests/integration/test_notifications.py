@@ -10,6 +10,7 @@ from typing import Any
 import pytest_twisted
 from twisted.internet import defer
 
+from homeserver.handlers.push_actions import FLUSH_DELAY_S
 from tests.integration.harness import Client, TestServer
 
 V3 = "/_matrix/client/v3"
@@ -133,7 +134,7 @@ async def test_room_mention_needs_the_notifications_power(server: TestServer) ->
     assert (await alice.put(f"{V3}/rooms/{q(room_id)}/state/m.room.power_levels/", levels)).code == 200
     await send(bob, room_id, at_room)
     assert await counts(carol, room_id) == (2, 1)
-    assert await counts(alice, room_id) == (1, 1)  # not the @room before her power-levels change: read
+    assert await counts(alice, room_id) == (2, 1)  # her power-levels change (a state event) read nothing
     await send(alice, room_id, at_room)  # the room creator (v12: infinite power) may @room too
     assert await counts(bob, room_id) == (1, 1)
 
@@ -258,9 +259,13 @@ async def test_notifications_endpoint(server: TestServer) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_prune_drops_read_rows_after_one_interval(server: TestServer) -> None:
-    alice, bob, _, room_id = await room_of_three(server)
+    alice, bob, carol, room_id = await room_of_three(server)
     sent = [await send(bob, room_id, text(f"m{i}")) for i in range(3)]
     await receipt(alice, room_id, sent[1])
+    assert (await carol.post(f"{V3}/rooms/{q(room_id)}/leave", {})).code == 200
+    store = server.hs.store.push_actions
+    await server.hs.push_actions_handler.wait_idle()
+    assert len(await store.get_notifications(carol.user_id, before=None, limit=10, only_highlight=False)) == 3
     handler = server.hs.push_actions_handler
     await handler.prune()  # the first run only notes where the stream is
     listed = (await alice.get(f"{V3}/notifications")).json["notifications"]
@@ -269,6 +274,7 @@ async def test_prune_drops_read_rows_after_one_interval(server: TestServer) -> N
     listed = (await alice.get(f"{V3}/notifications")).json["notifications"]
     assert [n["event"]["event_id"] for n in listed] == [sent[2]]
     assert await counts(alice, room_id) == (1, 0)
+    assert await store.get_notifications(carol.user_id, before=None, limit=10, only_highlight=False) == []
 
 
 @pytest_twisted.ensureDeferred
@@ -279,8 +285,13 @@ async def test_counts_wait_for_events_still_being_evaluated(server: TestServer) 
     # The rules run on a later reactor turn; a reader asking right away still sees the event counted.
     counted = await hs.push_actions_handler.get_counts(alice.user_id, [room_id], up_to=sent.stream_ordering)
     assert counted[room_id]["unread_notifications"] == {"notification_count": 1, "highlight_count": 0}
+    # With no reader asking, the rows are written after a short delay anyway.
+    await send(bob, room_id, text("unread by anyone"))
+    store = hs.store.push_actions
+    await hs.clock.sleep(FLUSH_DELAY_S * 4)
+    assert len(await store.get_notifications(alice.user_id, before=None, limit=10, only_highlight=False)) == 2
     # A graceful stop waits for the queue the same way.
     await hs.event_sender.send(room_id, sender=bob.user_id, event_type="m.room.message", content=text("next"))
     await hs.push_actions_handler.wait_idle()
-    rows = await hs.store.push_actions.get_notifications(alice.user_id, before=None, limit=10, only_highlight=False)
-    assert len(rows) == 2
+    rows = await store.get_notifications(alice.user_id, before=None, limit=10, only_highlight=False)
+    assert len(rows) == 3

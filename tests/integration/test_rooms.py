@@ -218,3 +218,18 @@ async def test_members_and_membership_filters(server: TestServer) -> None:
     assert [m["state_key"] for m in joined] == [alice.user_id]
     not_joined = (await alice.get(f"{V3}/rooms/{room_id}/members?not_membership=join")).json["chunk"]
     assert [m["state_key"] for m in not_joined] == [bob.user_id]
+
+
+@pytest_twisted.ensureDeferred
+async def test_prev_content_on_state_changes(server: TestServer) -> None:
+    alice = await server.register("alice")
+    room_id = await create_room(alice, topic="first")
+    await alice.put(f"{V3}/rooms/{room_id}/state/m.room.topic/", {"topic": "second"})
+    page = (await alice.get(f"{V3}/rooms/{room_id}/messages?dir=b&limit=3")).json["chunk"]
+    topic = next(e for e in page if e["type"] == "m.room.topic")
+    assert topic["content"] == {"topic": "second"}
+    assert topic["unsigned"]["prev_content"] == {"topic": "first"}
+    assert topic["unsigned"]["prev_sender"] == alice.user_id
+    timeline = (await alice.get(f"{V3}/sync")).json["rooms"]["join"][room_id]["timeline"]["events"]
+    synced = next(e for e in timeline if e["type"] == "m.room.topic" and e["content"]["topic"] == "second")
+    assert synced["unsigned"]["prev_content"] == {"topic": "first"}
