@@ -6,9 +6,11 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from homeserver.auth import Requester
-from homeserver.events.power_levels import can_user_redact
+from homeserver.events.power_levels import can_user_redact, power_levels_content_error, room_creators
 from homeserver.handlers.event_sender import SentEvent
 from homeserver.http.errors import MatrixError, forbidden, not_found
+
+MEMBERSHIPS = ("join", "invite", "leave", "ban", "knock")
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -33,8 +35,16 @@ class MessageHandler:
                          content: dict[str, Any]) -> SentEvent:
         if event_type == "m.room.member":
             membership = content.get("membership")
-            if not isinstance(membership, str):
-                raise MatrixError(HTTPStatus.BAD_REQUEST, "M_BAD_JSON", "m.room.member content needs a 'membership' string.")
+            if membership not in MEMBERSHIPS:
+                raise MatrixError(HTTPStatus.BAD_REQUEST, "M_BAD_JSON",
+                                  f"m.room.member content needs 'membership', one of {', '.join(MEMBERSHIPS)}.")
+        elif event_type == "m.room.power_levels":
+            version = await self._sender.room_version(room_id)
+            create = await self._store.state.get_current_state_events(room_id, [("m.room.create", "")])
+            creators = room_creators(create[("m.room.create", "")].event) if create else frozenset()
+            problem = power_levels_content_error(content, version, creators=frozenset(creators), require_integers=True)
+            if problem is not None:
+                raise MatrixError(HTTPStatus.BAD_REQUEST, "M_BAD_JSON", f"Invalid power levels: {problem}.")
         return await self._sender.send(room_id, sender=requester.user_id, event_type=event_type, state_key=state_key,
                                        content=content)
 

@@ -233,3 +233,40 @@ async def test_prev_content_on_state_changes(server: TestServer) -> None:
     timeline = (await alice.get(f"{V3}/sync")).json["rooms"]["join"][room_id]["timeline"]["events"]
     synced = next(e for e in timeline if e["type"] == "m.room.topic" and e["content"]["topic"] == "second")
     assert synced["unsigned"]["prev_content"] == {"topic": "first"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_malformed_state_content_is_bad_json(server: TestServer) -> None:
+    alice = await server.register("alice")
+    room_id = await create_room(alice)
+    bad_levels = await alice.put(f"{V3}/rooms/{room_id}/state/m.room.power_levels/", {"users_default": "high"})
+    assert (bad_levels.code, bad_levels.json["errcode"]) == (400, "M_BAD_JSON")
+    assert "users_default" in bad_levels.json["error"]
+    bad_member = await alice.put(f"{V3}/rooms/{room_id}/state/m.room.member/{alice.user_id}", {"membership": "dance"})
+    assert (bad_member.code, bad_member.json["errcode"]) == (400, "M_BAD_JSON")
+    not_json = await alice.put(f"{V3}/rooms/{room_id}/send/m.room.message/t1", raw=b"[1]")
+    assert (not_json.code, not_json.json["errcode"]) == (400, "M_NOT_JSON")
+
+
+@pytest_twisted.ensureDeferred
+async def test_sync_token_survives_a_restart(server: TestServer, reactor, tmp_path) -> None:
+    from homeserver.app import start, stop
+    from homeserver.server import HomeServer
+
+    alice = await server.register("alice")
+    room_id = await create_room(alice)
+    token = (await alice.get(f"{V3}/sync")).json["next_batch"]
+    config = server.hs.config
+    await server.stop()
+    hs = HomeServer(config, reactor)
+    listeners = await start(hs)
+    try:
+        port = listeners[0].port.getHost().port
+        again = Client(f"http://127.0.0.1:{port}", alice.token)
+        await send(again, room_id, "after restart", "t9")
+        result = (await again.get(f"{V3}/sync?since={token}")).json
+        bodies = [e["content"].get("body") for e in result["rooms"]["join"][room_id]["timeline"]["events"]]
+        assert bodies == ["after restart"]
+    finally:
+        await stop(hs, listeners)
+        server.ports = []  # the first server is already stopped; the fixture only closes it again
