@@ -27,7 +27,7 @@ from storage.stores.relations import RelationStore
 from storage.stores.reports import ReportStore
 from storage.stores.rooms import RoomStore
 from storage.stores.state import StateStore
-from storage.stores.tokens import TokenStore
+from storage.stores.tokens import AccessTokenCache, TokenStore
 from storage.stores.ui_auth import UIAuthStore
 from storage.stores.users import UserStore
 
@@ -35,9 +35,11 @@ from storage.stores.users import UserStore
 class DataStore:
     def __init__(self, db: Database, sealer: Sealer) -> None:
         self.db = db
-        self.users = UserStore(db)
-        self.devices = DeviceStore(db, sealer)
-        self.tokens = TokenStore(db)
+        # Authentication reads tokens from memory; every store that can end a session clears it.
+        token_cache = AccessTokenCache()
+        self.users = UserStore(db, token_cache)
+        self.devices = DeviceStore(db, sealer, token_cache)
+        self.tokens = TokenStore(db, token_cache)
         self.registration_tokens = RegistrationTokenStore(db)
         self.ui_auth = UIAuthStore(db, sealer)
         # Stream positions come from the database; each needs `setup()` before use (open_datastore).

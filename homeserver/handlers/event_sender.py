@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -21,6 +22,7 @@ from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.state_res import resolve_state
 from homeserver.http.errors import MatrixError, forbidden, not_found
 from homeserver.util.locks import KeyedLock
+from storage.stores.events import TxnIdInUseError
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_PREV_EVENTS = 10
+MAX_RECENT_TXNS = 10_000
 CREATE_KEY: StateKey = ("m.room.create", "")
 
 
@@ -74,6 +77,9 @@ class EventSender:
         self._notifier = hs.notifier
         self._locks = KeyedLock()
         self._room_versions: dict[str, RoomVersion] = {}
+        # Client transaction IDs of recent sends, so a retry costs no query; the database's
+        # unique key catches older ones.
+        self._recent_txns: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         # Called with (event, stream_ordering) after each commit; they must return at once (push actions).
         self.after_persist: list[Callable[[Event, int], None]] = []
 
@@ -87,6 +93,12 @@ class EventSender:
             version = KNOWN_ROOM_VERSIONS[room.room_version]
             self._room_versions[room_id] = version
         return version
+
+    async def _existing(self, event_id: str) -> SentEvent:
+        stored = await self._store.events.get_event(event_id)
+        if stored is None:
+            raise not_found("The event this transaction ID was used for no longer exists.")
+        return SentEvent(stored.event, stored.stream_ordering)
 
     async def position(self, room_id: str) -> RoomPosition:
         """The current end of the room: forward extremities and the (resolved) state after them."""
@@ -130,12 +142,8 @@ class EventSender:
         """Build, authorise and persist one event; 403 with the rule's reason if not allowed."""
         version = await self.room_version(room_id)
         async with self._locks.hold(room_id):
-            if txn_key is not None:
-                existing = await self._store.events.get_event_id_for_txn(*txn_key)
-                if existing is not None:
-                    stored = await self._store.events.get_event(existing)
-                    if stored is not None:
-                        return SentEvent(stored.event, stored.stream_ordering)
+            if txn_key is not None and txn_key in self._recent_txns:
+                return await self._existing(self._recent_txns[txn_key])
             pos = await self.position(room_id)
             if pre_send is not None:
                 await pre_send(pos.state)
@@ -145,7 +153,15 @@ class EventSender:
                 check_auth_rules(event, auth_events)
             except AuthError as e:
                 raise forbidden(str(e)) from None
-            persisted = await self._store.events.persist_event(event, prev_state_group=pos.state_group, txn_key=txn_key)
+            try:
+                persisted = await self._store.events.persist_event(event, prev_state_group=pos.state_group,
+                                                                   txn_key=txn_key)
+            except TxnIdInUseError as e:  # a retry from before this process remembered it
+                return await self._existing(e.event_id)
+            if txn_key is not None:
+                self._recent_txns[txn_key] = event.event_id
+                if len(self._recent_txns) > MAX_RECENT_TXNS:
+                    self._recent_txns.popitem(last=False)
         self._notify(event, persisted.stream_ordering)
         return SentEvent(event, persisted.stream_ordering)
 

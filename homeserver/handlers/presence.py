@@ -38,14 +38,27 @@ class PresenceHandler:
         self._syncing: collections.Counter[str] = collections.Counter()
         self._last_sync_ms: dict[str, int] = {}
         self._started_ms = self._clock.time_msec()
+        self._known: dict[str, Any] = {}  # user -> PresenceState | None, as last read or written
 
     def current_position(self) -> int:
         return self._store.stream.get_current_token()
 
     # -- changes -------------------------------------------------------------
 
+    async def _current(self, user_id: str) -> Any:
+        """The user's presence; from memory once read or written here (this handler is the only writer)."""
+        if user_id in self._known:
+            return self._known[user_id]
+        state = (await self._store.get_presence([user_id])).get(user_id)
+        self._known[user_id] = state
+        return state
+
     async def _write(self, updates: list[PresenceUpdate]) -> None:
+        for update in updates:
+            self._known.pop(update.user_id, None)  # re-read after a write we didn't see complete
         written = await self._store.set_presence(updates)
+        for state in written:
+            self._known[state.user_id] = state
         if written:
             # Presence is visible to the whole organisation: wake every open /sync, and the owners.
             users = set(self._syncing) | {s.user_id for s in written}
@@ -59,7 +72,7 @@ class PresenceHandler:
             raise bad_json(f"'status_msg' is limited to {MAX_STATUS_MSG_CHARS} characters.")
         now = self._clock.time_msec()
         self._last_sync_ms[user_id] = now
-        current = (await self._store.get_presence([user_id])).get(user_id)
+        current = await self._current(user_id)
         last_active = now if state == "online" or current is None else current.last_active_ts
         await self._write([PresenceUpdate(user_id, state, status_msg, last_active)])
 
@@ -69,7 +82,7 @@ class PresenceHandler:
 
     async def _seen_active(self, user_id: str, wanted: str) -> None:
         now = self._clock.time_msec()
-        current = (await self._store.get_presence([user_id])).get(user_id)
+        current = await self._current(user_id)
         if current is None or current.state == "offline":
             await self._write([PresenceUpdate(user_id, wanted, current.status_msg if current else None, now)])
             return
@@ -96,7 +109,7 @@ class PresenceHandler:
 
     async def profile_changed(self, user_id: str) -> None:
         """Re-announce the user's presence, which carries their name and avatar."""
-        current = (await self._store.get_presence([user_id])).get(user_id)
+        current = await self._current(user_id)
         if current is not None:
             await self._write([PresenceUpdate(user_id, current.state, current.status_msg, current.last_active_ts)])
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from storage.database import Database, Transaction
+from storage.stores.tokens import AccessTokenCache
 from storage.sealing import Sealer
 
 # "Last seen" is shown to people with minute precision at best; writing it on
@@ -30,9 +31,10 @@ _DEVICE_COLUMNS = (
 
 
 class DeviceStore:
-    def __init__(self, db: Database, sealer: Sealer) -> None:
+    def __init__(self, db: Database, sealer: Sealer, token_cache: AccessTokenCache | None = None) -> None:
         self._db = db
         self._sealer = sealer
+        self._token_cache = token_cache
         # (user_id, device_id) -> (ts, ip, user agent) last written by this process.
         self._last_seen_written: dict[tuple[str, str], tuple[int, str | None, str | None]] = {}
 
@@ -97,6 +99,8 @@ class DeviceStore:
             txn.execute_many("DELETE FROM devices WHERE user_id = ? AND device_id = ?", keys)
 
         await self._db.run_interaction("delete_devices", _delete_devices_txn)
+        if self._token_cache is not None:
+            self._token_cache.invalidate()
         for key in keys:
             self._last_seen_written.pop(key, None)
 

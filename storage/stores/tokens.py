@@ -11,6 +11,7 @@ with it are deleted (`delete_superseded_refresh_tokens`).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from storage.database import Database, Transaction
@@ -44,9 +45,43 @@ class RefreshTokenInfo:
     ultimate_session_expiry_ts: int | None
 
 
+class AccessTokenCache:
+    """Recently used access tokens, so authenticating a request costs no query.
+
+    Every write that can end a session or change what a token grants (token and device deletion,
+    deactivation, locking, admin changes) calls `invalidate` after its commit. A look-up that
+    was already under way then can't put its (possibly stale) answer back: entries carry the
+    generation they were read in. With several worker processes this will need cross-process
+    invalidation (PostgreSQL LISTEN/NOTIFY); today one process owns the database.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._entries: OrderedDict[bytes, AccessTokenInfo] = OrderedDict()
+        self._max_entries = max_entries
+        self.generation = 0
+
+    def get(self, token_hash: bytes) -> AccessTokenInfo | None:
+        info = self._entries.get(token_hash)
+        if info is not None:
+            self._entries.move_to_end(token_hash)
+        return info
+
+    def put(self, token_hash: bytes, info: AccessTokenInfo, generation: int) -> None:
+        if generation != self.generation:
+            return
+        self._entries[token_hash] = info
+        if len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    def invalidate(self) -> None:
+        self.generation += 1
+        self._entries.clear()
+
+
 class TokenStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache: AccessTokenCache | None = None) -> None:
         self._db = db
+        self._cache = cache if cache is not None else AccessTokenCache()
 
     # -- access tokens ---------------------------------------------------
 
@@ -73,6 +108,16 @@ class TokenStore:
         return await self._db.run_interaction("add_access_token", _add_access_token_txn)
 
     async def get_access_token(self, token_hash: bytes) -> AccessTokenInfo | None:
+        cached = self._cache.get(token_hash)
+        if cached is not None:
+            return cached
+        generation = self._cache.generation
+        info = await self._read_access_token(token_hash)
+        if info is not None:
+            self._cache.put(token_hash, info, generation)
+        return info
+
+    async def _read_access_token(self, token_hash: bytes) -> AccessTokenInfo | None:
         rows = await self._db.execute(
             "get_access_token",
             "SELECT t.id, t.user_id, t.device_id, t.created_ts, t.valid_until_ms,"
@@ -120,7 +165,9 @@ class TokenStore:
             txn.execute("DELETE FROM access_tokens WHERE id = ?", (token_id,))
             return txn.rowcount == 1
 
-        return await self._db.run_interaction("delete_access_token", _delete_access_token_txn)
+        result = await self._db.run_interaction("delete_access_token", _delete_access_token_txn)
+        self._cache.invalidate()
+        return result
 
     async def delete_access_tokens_for_user(
         self, user_id: str, *, except_token_id: int | None = None, device_id: str | None = None
@@ -159,7 +206,9 @@ class TokenStore:
             txn.execute(f"DELETE FROM refresh_tokens WHERE {where}", args)
             return sorted(deleted)
 
-        return await self._db.run_interaction("delete_access_tokens_for_user", _delete_for_user_txn)
+        result = await self._db.run_interaction("delete_access_tokens_for_user", _delete_for_user_txn)
+        self._cache.invalidate()
+        return result
 
     async def delete_tokens_for_device(self, user_id: str, device_id: str) -> None:
         """Delete the device's access and refresh tokens (the device itself stays)."""
@@ -175,6 +224,7 @@ class TokenStore:
             )
 
         await self._db.run_interaction("delete_tokens_for_device", _delete_for_device_txn)
+        self._cache.invalidate()
 
     # -- refresh tokens --------------------------------------------------
 
@@ -237,15 +287,18 @@ class TokenStore:
             )
 
         await self._db.run_interaction("replace_refresh_token", _replace_txn)
+        self._cache.invalidate()
 
     async def delete_superseded_refresh_tokens(self, refresh_token_id: int) -> int:
         """`refresh_token_id` (or an access token minted with it) was used: drop its predecessors.
 
         Returns how many refresh tokens were deleted.
         """
-        return await self._db.run_interaction(
+        result = await self._db.run_interaction(
             "delete_superseded_refresh_tokens", _delete_superseded_txn, refresh_token_id
         )
+        self._cache.invalidate()
+        return result
 
     async def delete_refresh_token(self, token_id: int) -> bool:
         """Delete one refresh token and the access tokens minted with it."""
@@ -253,7 +306,9 @@ class TokenStore:
         def _delete_refresh_token_txn(txn: Transaction) -> bool:
             return _delete_refresh_tokens_txn(txn, [token_id]) == 1
 
-        return await self._db.run_interaction("delete_refresh_token", _delete_refresh_token_txn)
+        result = await self._db.run_interaction("delete_refresh_token", _delete_refresh_token_txn)
+        self._cache.invalidate()
+        return result
 
 
 def _delete_superseded_txn(txn: Transaction, refresh_token_id: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from storage.database import Database, Transaction
+from storage.stores.tokens import AccessTokenCache
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,9 @@ _USER_COLUMNS = (
 
 
 class UserStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, token_cache: AccessTokenCache | None = None) -> None:
         self._db = db
+        self._token_cache = token_cache
 
     async def register_user(
         self,
@@ -125,7 +127,10 @@ class UserStore:
             txn.execute(f"UPDATE users SET {column} = ? WHERE user_id = ?", (value, user_id))
             return txn.rowcount == 1
 
-        return await self._db.run_interaction(desc, _update_txn)
+        changed = await self._db.run_interaction(desc, _update_txn)
+        if self._token_cache is not None and column != "password_hash":
+            self._token_cache.invalidate()  # authentication reads admin/deactivated/locked from here
+        return changed
 
 
 def _user_from_row(row: tuple) -> UserInfo:
