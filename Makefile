@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV := .venv
 SYNAPSE_VENV := .venv-synapse
-SYNAPSE_SPEC := matrix-synapse==1.163.*
+SYNAPSE_SPEC := matrix-synapse[postgres]==1.163.*
 PACKAGING := setup.cfg pyproject.toml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
@@ -41,7 +41,7 @@ $(VENV)/.installed-test: $(PACKAGING) | $(VENV)/bin/python system-deps
 	$(VENV)/bin/pip install -q -e '.[postgres,test]'
 	touch $@
 
-$(SYNAPSE_VENV)/.installed: Makefile | python-ok
+$(SYNAPSE_VENV)/.installed: Makefile | python-ok system-deps
 	[ -x $(SYNAPSE_VENV)/bin/python ] || $(PYTHON) -m venv $(SYNAPSE_VENV)
 	$(SYNAPSE_VENV)/bin/pip install -q '$(SYNAPSE_SPEC)'
 	touch $@

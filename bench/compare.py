@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.load import LoadSizes, run_load  # noqa: E402
-from bench.procstat import machine_busy  # noqa: E402
+from bench.procstat import OtherLoad, machine_busy  # noqa: E402
 from bench.servers import BenchServer, PimanServer, SynapseServer  # noqa: E402
 from tests.postgres_cluster import provision  # noqa: E402
 
@@ -48,7 +48,7 @@ ROWS: list[tuple[str, str, str, Target | None]] = [
     ("initial_sync_kb", "initial /sync size (KB)", "{:.0f}", None),
     ("rss_fresh_mb", "RSS fresh (MB)", "{:.0f}", None),
     ("rss_after_mb", "RSS after the run (MB)", "{:.0f}", ("< synapse", lambda p, s: p < s)),
-    ("machine_busy_before_pct", "machine busy before start (%)", "{:.0f}", None),
+    ("other_load_pct", "others' load during the run (% of machine)", "{:.0f}", None),
 ]
 
 
@@ -58,13 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [args.only] if args.only else list(SERVERS)
     factories = {"synapse": _synapse_factory(args), "piman": _piman_factory(args)}
     results: dict[str, dict[str, float]] = {}
+    failed: list[str] = []
     workroot = Path(tempfile.mkdtemp(prefix="piman-bench-"))
     try:
         print(f"machine: {os.cpu_count()} cores, load average {_loadavg()}")
         with provision() as postgres:
             print(f"PostgreSQL at {postgres.connect_args['host']}:{postgres.connect_args['port']}")
             for name in wanted:
-                results[name] = _bench_one(name, factories[name], postgres, workroot, sizes, args.wait_quiet)
+                try:
+                    results[name] = _bench_one(name, factories[name], postgres, workroot, sizes, args.wait_quiet)
+                except Exception as e:  # the other server's figures are still worth printing
+                    print(f"{name}: benchmark failed: {e!r}", file=sys.stderr)
+                    failed.append(name)
     finally:
         if args.keep:
             print(f"work directories kept in {workroot}")
@@ -75,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(_report(results, sizes), indent=2) + "\n")
         print(f"\nwrote {args.json}")
-    return 0
+    if failed:
+        print(f"\nFAILED: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -125,8 +132,13 @@ def _bench_one(
         started = time.monotonic()
         server.start()
         print(f"  serving after {time.monotonic() - started:.1f}s (pid {server.pid})")
+        others = OtherLoad(tuple(pid for pid in (server.pid, _postmaster_pid(postgres)) if pid))
+        others.start()
         figures = run_load(server.base_url, server.pid, sizes, log=print)
-        summary = {**figures.summary(), "machine_busy_before_pct": 100 * busy}
+        summary = {**figures.summary(), "other_load_pct": 100 * others.share()}
+        if summary["other_load_pct"] > 100 * QUIET:
+            print(f"  NOT quiet: other processes used {summary['other_load_pct']:.0f}% of the machine "
+                  "during the run, which skews these figures")
         print("  " + ", ".join(f"{k}={v:.1f}" for k, v in summary.items()))
         return summary
     except BaseException:
@@ -137,6 +149,17 @@ def _bench_one(
         print(f"  stopped (exit code {code})")
         with contextlib.suppress(Exception):
             postgres.drop_database(dbname)
+
+
+def _postmaster_pid(postgres: Any) -> int | None:
+    """The PostgreSQL server's main process, if it runs on this machine and we may read its pid file."""
+    try:
+        with contextlib.closing(postgres.connect_admin()) as conn, conn.cursor() as cur:
+            cur.execute("SHOW data_directory")
+            data_directory = cur.fetchone()[0]
+        return int((Path(data_directory) / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _quiet_machine(wait: float) -> float:
@@ -159,7 +182,7 @@ def render_table(results: dict[str, dict[str, float]]) -> str:
         row = [label, *[fmt.format(results[name][key]) for name in SERVERS if name in results]]
         if both:
             p, s = results["piman"][key], results["synapse"][key]
-            row.append(f"{p / s:.2f}" if s and key != "machine_busy_before_pct" else "")
+            row.append(f"{p / s:.2f}" if s and key != "other_load_pct" else "")
             if target is None:
                 row += ["", ""]
             else:
@@ -177,7 +200,7 @@ def _report(results: dict[str, dict[str, float]], sizes: LoadSizes) -> dict[str,
     if all(name in results for name in SERVERS):
         report["ratios"] = {key: (results["piman"][key] / results["synapse"][key]
                                   if results["synapse"][key] else None)
-                            for key, *_ in ROWS if key != "machine_busy_before_pct"}
+                            for key, *_ in ROWS if key != "other_load_pct"}
     return report
 
 

@@ -19,6 +19,11 @@ def _since(ctx: SyncContext, field: str) -> int:
     return 0 if ctx.since is None else getattr(ctx.since, field)
 
 
+def unchanged(ctx: SyncContext, field: str) -> bool:
+    """Nothing happened on this stream since the client's token: no need to ask the database."""
+    return ctx.since is not None and getattr(ctx.since, field) >= getattr(ctx.now, field)
+
+
 def joined_room_entry(ctx: SyncContext, room_id: str) -> dict[str, Any]:
     """The response's entry for a joined room, created empty if the room had nothing else new."""
     joined = ctx.response["rooms"]["join"]
@@ -44,6 +49,9 @@ class AccountDataSync:
         return self._handler.current_position()
 
     async def fill(self, ctx: SyncContext) -> bool:
+        if unchanged(ctx, self.token_field):
+            ctx.response["account_data"] = {"events": []}
+            return False
         global_events, room_events = await self._handler.get_sync_account_data(
             ctx.user_id, _since(ctx, self.token_field), ctx.now.account_data, initial=ctx.since is None)
         global_events = ctx.filter.account_data.filter(global_events)
@@ -70,7 +78,7 @@ class ReceiptsSync:
         return self._handler.current_position()
 
     async def fill(self, ctx: SyncContext) -> bool:
-        if not ctx.filter.ephemeral.matches({"type": "m.receipt"}):
+        if unchanged(ctx, self.token_field) or not ctx.filter.ephemeral.matches({"type": "m.receipt"}):
             return False
         rooms = [r for r in ctx.joined_room_ids if ctx.filter.ephemeral.room_allowed(r)]
         receipts = await self._handler.get_sync_receipts(ctx.user_id, rooms, _since(ctx, self.token_field),
@@ -90,6 +98,9 @@ class PresenceSync:
         return self._handler.current_position()
 
     async def fill(self, ctx: SyncContext) -> bool:
+        if unchanged(ctx, self.token_field):
+            ctx.response["presence"] = {"events": []}
+            return False
         events = await self._handler.get_sync_presence(ctx.user_id, _since(ctx, self.token_field), ctx.now.presence,
                                                        initial=ctx.since is None)
         events = ctx.filter.presence.filter(events)

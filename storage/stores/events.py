@@ -90,6 +90,7 @@ class EventStore(TimelineQueries, MembershipQueries):
         self._sealer = sealer
         self._stream = stream
         self._state = state
+        self._rooms_for_user = state.rooms_for_user
         self._fetcher = fetcher
         self._extremities: LruCache[str, tuple[str, ...]] = LruCache(EXTREMITIES_CACHE_ROOMS)
         # room_id -> highest stream ordering of a timeline event this process persisted, exact
@@ -148,6 +149,8 @@ class EventStore(TimelineQueries, MembershipQueries):
             )
         finally:
             alone = self._state.room_fence.finish_write(event.room_id, room_token)
+            if event.type == "m.room.member":
+                self._rooms_for_user.invalidate()
             if redaction_token is not None:
                 self._fetcher.finish_redaction(
                     redaction_token, outcome.redacted_event_id if outcome else None

@@ -35,11 +35,38 @@ class MemberProfile:
     avatar_url: str | None
 
 
+class RoomsForUserCache:
+    """Each user's rooms, from memory: every /sync asks, memberships rarely change.
+
+    Any committed membership change (a member event, a state reset, forgetting) calls
+    `invalidate`, which drops everything; a read that began before it can't store its answer.
+    """
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self._entries: dict[tuple[str, tuple[str, ...] | None], list[RoomMembership]] = {}
+        self._max_entries = max_entries
+        self.generation = 0
+
+    def get(self, key: tuple[str, tuple[str, ...] | None]) -> list[RoomMembership] | None:
+        return self._entries.get(key)
+
+    def put(self, key: tuple[str, tuple[str, ...] | None], rooms: list[RoomMembership], generation: int) -> None:
+        if generation == self.generation:
+            if len(self._entries) >= self._max_entries:
+                self._entries.clear()
+            self._entries[key] = rooms
+
+    def invalidate(self) -> None:
+        self.generation += 1
+        self._entries.clear()
+
+
 class MembershipQueries:
     """Mixed into `EventStore`."""
 
     _db: Database
     _fetcher: EventFetcher
+    _rooms_for_user: RoomsForUserCache
 
     async def get_membership(self, room_id: str, user_id: str) -> RoomMembership | None:
         rows = await self._db.execute(
@@ -58,6 +85,16 @@ class MembershipQueries:
 
         Rooms the user has forgotten are left out: they are gone from the user's lists.
         """
+        key = (user_id, tuple(memberships) if memberships is not None else None)
+        cached = self._rooms_for_user.get(key)
+        if cached is not None:
+            return list(cached)
+        generation = self._rooms_for_user.generation
+        rooms = await self._read_rooms_for_user(user_id, memberships)
+        self._rooms_for_user.put(key, rooms, generation)
+        return list(rooms)
+
+    async def _read_rooms_for_user(self, user_id: str, memberships: Sequence[str] | None) -> list[RoomMembership]:
         sql = (
             "SELECT room_id, membership, event_id, stream_ordering FROM current_memberships AS m"
             f" WHERE user_id = ? AND NOT {_FORGOTTEN}"
@@ -211,7 +248,9 @@ class MembershipQueries:
 
         False if there is no such membership to forget (never a member, or in the room).
         """
-        return await self._db.run_interaction("forget_room", self._forget_room_txn, user_id, room_id)
+        result = await self._db.run_interaction("forget_room", self._forget_room_txn, user_id, room_id)
+        self._rooms_for_user.invalidate()
+        return result
 
     @staticmethod
     def _forget_room_txn(txn: Transaction, user_id: str, room_id: str) -> bool:

@@ -19,6 +19,7 @@ from typing import Iterable, Mapping
 from homeserver.events.event import StateKey, StateMap
 from storage.database import Database, Transaction
 from storage.stores.cache import LruCache, WriteFence
+from storage.stores.memberships import RoomsForUserCache
 from storage.stores.event_fetch import MAX_BIND, EventFetcher, StoredEvent, chunks, placeholders
 from storage.stores.statement_batch import Statement, StatementBatch
 
@@ -178,6 +179,8 @@ class StateStore:
         self._db = db
         self._fetcher = fetcher
         self.max_delta_chain = max_delta_chain
+        # Shared with the event store's membership queries, which read it; writers invalidate it.
+        self.rooms_for_user = RoomsForUserCache()
         self._groups: LruCache[int, StateMap] = LruCache(group_cache_entries, lambda s: len(s) + 1)
         self._current: LruCache[str, StateMap] = LruCache(
             current_state_cache_entries, lambda s: len(s) + 1
@@ -428,6 +431,7 @@ class StateStore:
         finally:
             alone = self.room_fence.finish_write(room_id, token)
         self.after_current_state_write(room_id, delta, alone)
+        self.rooms_for_user.invalidate()  # a state reset can change memberships
 
     @staticmethod
     def _set_current_state_txn(
