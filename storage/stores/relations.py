@@ -13,6 +13,7 @@ from typing import Collection, Iterable, Literal
 
 from homeserver.events.event import Event
 from storage.database import Database, Transaction
+from storage.stores.timeline import stream_window
 from storage.stores.event_fetch import MAX_BIND, EventFetcher, StoredEvent, chunks, placeholders
 from storage.stores.statement_batch import Statement
 
@@ -153,14 +154,7 @@ class RelationStore:
             if value is not None:
                 conditions.append(f"{column} = ?")
                 args.append(value)
-        upper, lower = (from_stream, to_stream) if direction == "b" else (to_stream, from_stream)
-        if upper is not None:
-            conditions.append("stream_ordering <= ?")
-            args.append(upper)
-        if lower is not None:
-            conditions.append("stream_ordering > ?")
-            args.append(lower)
-        order = "DESC" if direction == "b" else "ASC"
+        order = stream_window(direction, from_stream, to_stream, conditions, args)
         rows = await self._db.execute(
             "get_relations",
             f"{prefix}SELECT event_id FROM event_relations WHERE {' AND '.join(conditions)}"

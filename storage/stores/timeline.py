@@ -32,6 +32,23 @@ def _type_condition(engine_name: str, pattern: str) -> tuple[str, str]:
     return "type LIKE ? ESCAPE '\\'", escaped.replace("*", "%")
 
 
+def stream_window(direction: Direction, from_stream: int | None, to_stream: int | None,
+                  conditions: list[str], args: list[object]) -> str:
+    """Add the bounds of a stream-ordering window to a query; returns its ORDER BY direction.
+
+    "b": orderings <= `from_stream` and > `to_stream`; "f": > `from_stream` and <= `to_stream`
+    (None: unbounded), so a window's end position is where the next one starts.
+    """
+    upper, lower = (from_stream, to_stream) if direction == "b" else (to_stream, from_stream)
+    if upper is not None:
+        conditions.append("stream_ordering <= ?")
+        args.append(upper)
+    if lower is not None:
+        conditions.append("stream_ordering > ?")
+        args.append(lower)
+    return "DESC" if direction == "b" else "ASC"
+
+
 def filter_conditions(
     engine_name: str,
     types: Sequence[str] | None,
@@ -91,16 +108,9 @@ class TimelineQueries:
         "b": orderings <= `from_stream` (None: the end) and > `to_stream` (None: the start);
         "f": orderings > `from_stream` (None: the start) and <= `to_stream` (None: the end).
         """
-        upper, lower = (from_stream, to_stream) if direction == "b" else (to_stream, from_stream)
         conditions = ["room_id = ?", _IN_TIMELINE]
         args: list[object] = [room_id]
-        if upper is not None:
-            conditions.append("stream_ordering <= ?")
-            args.append(upper)
-        if lower is not None:
-            conditions.append("stream_ordering > ?")
-            args.append(lower)
-        order = "DESC" if direction == "b" else "ASC"
+        order = stream_window(direction, from_stream, to_stream, conditions, args)
         rows = await self._db.execute(
             "get_room_events_window",
             f"SELECT event_id FROM events WHERE {' AND '.join(conditions)}"

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import urllib.parse
+
 import treq
 
 from tests.openapi import validate_response
@@ -180,3 +182,23 @@ class TestServer:
         client.user_id = resp.json["user_id"]
         client.device_id = resp.json["device_id"]
         return client
+
+
+V3 = "/_matrix/client/v3"
+
+
+def q(value: str) -> str:
+    """A path segment, percent-encoded (room IDs, aliases and user IDs hold '!', '#', ':')."""
+    return urllib.parse.quote(value, safe="")
+
+
+async def create_room(client: Client, **body: object) -> str:
+    resp = await client.post(f"{V3}/createRoom", body)
+    assert resp.code == 200, resp
+    return resp.json["room_id"]
+
+
+async def send(client: Client, room_id: str, body: str, txn: str) -> str:
+    resp = await client.put(f"{V3}/rooms/{room_id}/send/m.room.message/{txn}", {"msgtype": "m.text", "body": body})
+    assert resp.code == 200, resp
+    return resp.json["event_id"]

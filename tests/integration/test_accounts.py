@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from tests.integration.harness import SERVER_NAME, TestServer
-
-V3 = "/_matrix/client/v3"
+from tests.integration.harness import SERVER_NAME, V3, TestServer
 
 
 def password_auth(user: str, password: str, session: str | None = None) -> dict:

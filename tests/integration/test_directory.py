@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
 
 import pytest_twisted
 
 from synapse_compat.admin_register import registration_mac
-from tests.integration.harness import SHARED_SECRET, Client, TestServer
-
-V3 = "/_matrix/client/v3"
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
-
-
-async def create_room(client: Client, **body: object) -> str:
-    resp = await client.post(f"{V3}/createRoom", body)
-    assert resp.code == 200, resp
-    return resp.json["room_id"]
+from tests.integration.harness import SHARED_SECRET, V3, Client, TestServer, create_room, q
 
 
 async def register_admin(server: TestServer, username: str) -> Client:

@@ -9,9 +9,8 @@ import pytest
 import pytest_twisted
 
 from homeserver.http.errors import MatrixError
-from tests.integration.harness import TestServer
+from tests.integration.harness import V3, TestServer
 
-V3 = "/_matrix/client/v3"
 
 ELEMENT_LIKE = {
     "room": {"state": {"lazy_load_members": True, "types": ["m.room.*"], "not_rooms": ["!726s6s6q:example.com"]},

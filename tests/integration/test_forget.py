@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest_twisted
 
-from tests.integration.harness import Client, TestServer
-from tests.integration.test_rooms import V3, create_room, send
+from tests.integration.harness import V3, Client, TestServer, create_room, send
 
 INCLUDE_LEAVE = urllib.parse.quote(json.dumps({"room": {"include_leave": True}}))
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest_twisted
 
-from tests.integration.harness import TestServer
-from tests.integration.test_rooms import V3, create_room
+from tests.integration.harness import V3, TestServer, create_room
 
 
 @pytest_twisted.ensureDeferred

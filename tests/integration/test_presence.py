@@ -9,9 +9,7 @@ from twisted.internet.task import Clock as FakeReactorClock
 
 from homeserver.clock import Clock
 from homeserver.handlers.presence import ACTIVE_GRANULARITY_MS, IDLE_TIMEOUT_MS, SYNC_TIMEOUT_MS
-from tests.integration.harness import TestServer
-
-V3 = "/_matrix/client/v3"
+from tests.integration.harness import V3, TestServer
 
 
 def q(value: str) -> str:

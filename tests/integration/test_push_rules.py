@@ -6,9 +6,8 @@ import urllib.parse
 
 import pytest_twisted
 
-from tests.integration.harness import TestServer
+from tests.integration.harness import V3, TestServer
 
-V3 = "/_matrix/client/v3"
 RULES = f"{V3}/pushrules/global"
 
 

@@ -7,9 +7,7 @@ from typing import Any
 
 import pytest_twisted
 
-from tests.integration.harness import Client, TestServer
-
-V3 = "/_matrix/client/v3"
+from tests.integration.harness import V3, Client, TestServer
 
 
 def q(value: str) -> str:

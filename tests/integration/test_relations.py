@@ -9,8 +9,7 @@ from typing import Any
 import pytest_twisted
 from twisted.internet.task import deferLater
 
-from tests.integration.harness import Client, TestServer
-from tests.integration.test_rooms import V3, create_room, send
+from tests.integration.harness import V3, Client, TestServer, create_room, send
 
 V1 = "/_matrix/client/v1"
 

@@ -5,21 +5,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from tests.integration.harness import Client, TestServer
-
-V3 = "/_matrix/client/v3"
-
-
-async def create_room(client: Client, **body: object) -> str:
-    resp = await client.post(f"{V3}/createRoom", body)
-    assert resp.code == 200, resp
-    return resp.json["room_id"]
-
-
-async def send(client: Client, room_id: str, body: str, txn: str) -> str:
-    resp = await client.put(f"{V3}/rooms/{room_id}/send/m.room.message/{txn}", {"msgtype": "m.text", "body": body})
-    assert resp.code == 200, resp
-    return resp.json["event_id"]
+from tests.integration.harness import V3, Client, TestServer, create_room, send
 
 
 @pytest_twisted.ensureDeferred

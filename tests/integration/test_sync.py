@@ -7,8 +7,7 @@ import time
 import pytest_twisted
 from twisted.internet import defer
 
-from tests.integration.harness import TestServer
-from tests.integration.test_rooms import V3, create_room, send
+from tests.integration.harness import V3, TestServer, create_room, send
 
 
 @pytest_twisted.ensureDeferred

@@ -12,9 +12,7 @@ from homeserver.filtering import DEFAULT_FILTER, Filter
 from homeserver.handlers.sync import SyncContext
 from homeserver.handlers.sync_token import SyncToken
 from homeserver.handlers.sync_user_data import extensions
-from tests.integration.harness import Client, TestServer
-
-V3 = "/_matrix/client/v3"
+from tests.integration.harness import V3, Client, TestServer
 
 
 def q(value: str) -> str:

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest_twisted
 
-from tests.integration.harness import Client, TestServer
+from tests.integration.harness import V3, Client, TestServer, create_room, send
 from tests.integration.test_relations import V1, edit, ids, relate
-from tests.integration.test_rooms import V3, create_room, send
 
 
 async def reply(client: Client, room_id: str, root: str, txn: str) -> str:

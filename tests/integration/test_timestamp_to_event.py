@@ -7,10 +7,9 @@ from typing import Any
 import pytest_twisted
 from twisted.internet.task import deferLater
 
-from tests.integration.harness import Client, TestServer
+from tests.integration.harness import V3, Client, TestServer
 
 V1 = "/_matrix/client/v1"
-V3 = "/_matrix/client/v3"
 
 
 async def pause(reactor: Any) -> None:

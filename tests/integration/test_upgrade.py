@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 import pytest_twisted
 
-from tests.integration.harness import Client, TestServer
-
-V3 = "/_matrix/client/v3"
-
-
-def q(value: str) -> str:
-    return quote(value, safe="")
-
-
-async def create_room(client: Client, **body: object) -> str:
-    resp = await client.post(f"{V3}/createRoom", body)
-    assert resp.code == 200, resp
-    return resp.json["room_id"]
+from tests.integration.harness import V3, Client, TestServer, create_room, q
 
 
 async def upgrade(client: Client, room_id: str, **body: Any) -> str:
