@@ -122,7 +122,6 @@ class HomeServer:
         self.account_data_handler = AccountDataHandler(self)
         self.push_rules_handler = PushRulesHandler(self)
         self.push_actions_handler = PushActionsHandler(self)
-        self.event_sender.after_persist.append(self.push_actions_handler.on_event_persisted)
         self.filter_handler = FilterHandler(self)
         self.profile_handler = ProfileHandler(self)
         self.presence_handler = PresenceHandler(self)
@@ -201,7 +200,6 @@ class HomeServer:
             logger.warning("Stopping with %d request(s) still in flight after %.0fs", self.inflight.count, grace_s)
         if timeout.active():
             timeout.cancel()
-        await self.push_actions_handler.wait_idle()  # the notification rows of the last events sent
 
     async def close(self) -> None:
         await self.store.close()

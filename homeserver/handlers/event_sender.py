@@ -2,13 +2,13 @@
 
 One writer per room at a time (a keyed lock), so local events form a line: the new event's
 `prev_events` are the room's forward extremities, its state is the state after them, and it is
-checked against the spec's authorization rules before one transaction persists it. After the
-commit, the notifier wakes the syncs of the room's members.
+checked against the spec's authorization rules, and its push rules are evaluated, before one
+transaction persists it with its notification rows. After the commit, the notifier wakes the
+syncs of the room's members.
 """
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,8 +26,6 @@ from storage.stores.events import TxnIdInUseError
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
-
-logger = logging.getLogger(__name__)
 
 MAX_PREV_EVENTS = 10
 MAX_RECENT_TXNS = 10_000
@@ -80,8 +78,6 @@ class EventSender:
         # Client transaction IDs of recent sends, so a retry costs no query; the database's
         # unique key catches older ones.
         self._recent_txns: OrderedDict[tuple[str, str, str], str] = OrderedDict()
-        # Called with (event, stream_ordering) after each commit; they must return at once (push actions).
-        self.after_persist: list[Callable[[Event, int], None]] = []
 
     async def room_version(self, room_id: str) -> RoomVersion:
         """The room's version (immutable, so cached); 404 if the server doesn't know the room."""
@@ -153,9 +149,10 @@ class EventSender:
                 check_auth_rules(event, auth_events)
             except AuthError as e:
                 raise forbidden(str(e)) from None
+            push_actions = await self._hs.push_actions_handler.actions_for(event, pos.state_group, pos.state)
             try:
                 persisted = await self._store.events.persist_event(event, prev_state_group=pos.state_group,
-                                                                   txn_key=txn_key)
+                                                                   txn_key=txn_key, push_actions=push_actions)
             except TxnIdInUseError as e:  # a retry from before this process remembered it
                 return await self._existing(e.event_id)
             if txn_key is not None:
@@ -200,10 +197,4 @@ class EventSender:
 
     def _notify(self, event: Event, stream_ordering: int) -> None:
         users = [event.state_key] if event.type == "m.room.member" and event.state_key else []
-        # Callbacks first: what they queue is then known to the syncs the notifier wakes.
-        for callback in self.after_persist:
-            try:
-                callback(event, stream_ordering)
-            except Exception:
-                logger.exception("After-persist callback failed for event %s", event.event_id)
         self._notifier.notify("events", stream_ordering, rooms=[event.room_id], users=users)

@@ -1,7 +1,7 @@
 -- What the push rules said about each event, for each local member it notifies: the source of
 -- /sync's unread notification counts and of /notifications. Ids and flags only, no content.
 -- thread_id is 'main' for the main timeline, else the thread root's event ID (as in receipts).
--- Rows are written after the event's own transaction, and pruned once they are behind the
+-- Rows are written in the event's own transaction, and pruned once they are behind the
 -- user's read receipt (see PushActionStore.prune_read).
 CREATE TABLE event_push_actions (
     room_id TEXT NOT NULL,

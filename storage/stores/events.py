@@ -22,6 +22,7 @@ from storage.sealing import Sealer
 from storage.stores.cache import LruCache
 from storage.stores.event_fetch import EventFetcher, StoredEvent, chunks, placeholders
 from storage.stores.memberships import MembershipQueries
+from storage.stores.push_actions import EventPushActions, push_action_statements
 from storage.stores.relations import relation_statements, remove_relation_txn
 from storage.stores.state import (
     StateStore,
@@ -110,6 +111,7 @@ class EventStore(TimelineQueries, MembershipQueries):
         update_current_state: bool = True,
         txn_key: tuple[str, str, str] | None = None,
         out_of_band_membership: bool = False,
+        push_actions: EventPushActions | None = None,
     ) -> PersistedEvent:
         """Store the event in one transaction; see the module docstring for what that covers.
 
@@ -120,6 +122,8 @@ class EventStore(TimelineQueries, MembershipQueries):
         `StateStore.set_current_state`). `out_of_band_membership` makes an outlier member
         event (an invite from another server, or its rejection) the user's membership.
         `txn_key` is (user_id, device_id, txn_id); raises `TxnIdInUseError` if taken.
+        `push_actions` (a local event's notification rows) are written with the event, so
+        a reader that sees the event sees them.
 
         A redaction is applied to its target at once (the caller has checked the sender may
         redact it); one whose target arrives later is applied then if both senders are on
@@ -146,6 +150,7 @@ class EventStore(TimelineQueries, MembershipQueries):
                 update_current_state,
                 txn_key,
                 out_of_band_membership,
+                push_actions,
             )
         finally:
             alone = self._state.room_fence.finish_write(event.room_id, room_token)
@@ -203,6 +208,7 @@ class EventStore(TimelineQueries, MembershipQueries):
         update_current_state: bool,
         txn_key: tuple[str, str, str] | None,
         out_of_band_membership: bool,
+        push_actions: EventPushActions | None,
     ) -> _Outcome:
         # Round trips are what a send costs on PostgreSQL: one query answers every
         # question, one allocates the stream position, one batch writes (more only for
@@ -327,6 +333,8 @@ class EventStore(TimelineQueries, MembershipQueries):
             )
         if in_timeline and redacted_by is None:
             batch.extend(relation_statements(event, stream_ordering))
+        if in_timeline and push_actions is not None:
+            batch.extend(push_action_statements(room_id, event_id, event.sender, stream_ordering, push_actions))
         batch.run(txn)
 
         redacted_event_id = None

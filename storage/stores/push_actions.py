@@ -2,25 +2,27 @@
 
 These rows are the source of /sync's unread notification counts and of /notifications. They
 hold ids and two flags only; whether a row is *unread* is decided when reading, against the
-user's read-receipt positions, so a receipt costs nothing here. Rows behind the receipts are
-pruned in the background, and a user's own event marks the user's earlier rows of that room and
-thread as read (the spec counts sending an event as reading up to it).
+user's read-receipt positions, so a receipt costs nothing here. They are written in the event's
+own transaction (`push_action_statements`, run by `EventStore.persist_event`), so a reader that
+sees the event sees its rows. Rows behind the receipts are pruned in the background, and a
+user's own event marks the user's earlier rows of that room and thread as read (the spec counts
+sending an event as reading up to it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Collection, Iterable, Mapping, Sequence
+from typing import Collection, Iterable, Sequence
 
 from storage.database import Database, Transaction
 from storage.stores.event_fetch import MAX_BIND, chunks, placeholders
 from storage.stores.receipts import UNTHREADED
-from storage.stores.statement_batch import StatementBatch
+from storage.stores.statement_batch import Statement
 
 MAIN_THREAD = "main"
 _COLUMNS = "room_id, event_id, user_id, stream_ordering, notify, highlight, thread_id"
-# Rooms per counting query: each room binds 2 values, each thread receipt 3, under MAX_BIND.
-_ROOMS_PER_QUERY = 100
+# Rooms per counting query: each room binds 2 values, under MAX_BIND with the few others.
+_ROOMS_PER_QUERY = 200
 
 
 @dataclass(frozen=True)
@@ -35,13 +37,14 @@ class PushActionRow:
 
 
 @dataclass(frozen=True)
-class OwnEvent:
-    """A user's own event: their rows of that room and thread up to it are read."""
+class EventPushActions:
+    """What the rules said about one event not stored yet (its stream ordering comes with its
+    transaction): the members it notifies, and whether sending it reads the sender's earlier
+    rows of its room and thread."""
 
-    user_id: str
-    room_id: str
-    thread_id: str
-    stream_ordering: int
+    thread_id: str  # MAIN_THREAD or the thread root's event ID
+    notified: Sequence[tuple[str, bool, bool]]  # (user_id, notify, highlight)
+    sender_reads: bool
 
 
 # (notification count, highlight count, {thread_id: (notifications, highlights)}), threads
@@ -49,78 +52,64 @@ class OwnEvent:
 UnreadCounts = tuple[int, int, dict[str, tuple[int, int]]]
 
 
+def push_action_statements(room_id: str, event_id: str, sender: str, stream_ordering: int,
+                           actions: EventPushActions) -> list[Statement]:
+    """The writes storing a new event's push actions: multi-row inserts, and the sender's read."""
+    statements: list[Statement] = []
+    rows = [(room_id, event_id, user_id, stream_ordering, notify, highlight, actions.thread_id)
+            for user_id, notify, highlight in actions.notified]
+    for chunk in chunks(rows, MAX_BIND // 7):
+        statements.append((
+            f"INSERT INTO event_push_actions ({_COLUMNS}) VALUES {', '.join(['(?, ?, ?, ?, ?, ?, ?)'] * len(chunk))}",
+            [value for row in chunk for value in row],
+        ))
+    if actions.sender_reads:
+        statements.append((
+            "DELETE FROM event_push_actions WHERE user_id = ? AND room_id = ? AND thread_id = ?"
+            " AND stream_ordering < ?",
+            (sender, room_id, actions.thread_id, stream_ordering),
+        ))
+    return statements
+
+
 class PushActionStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def add_push_actions(self, rows: Sequence[PushActionRow], own_events: Sequence[OwnEvent] = ()) -> None:
-        """Store the rows of a batch of events in one transaction (one multi-row insert)."""
-        if not rows and not own_events:
-            return
+    async def get_unread_counts(self, user_id: str, room_ids: Collection[str], receipt_types: Collection[str],
+                                *, up_to: int | None = None) -> dict[str, UnreadCounts]:
+        """Counts of the user's rows after their read position, for every room asked (one query
+        per _ROOMS_PER_QUERY rooms), optionally only those at or before stream ordering `up_to`.
 
-        def _add_push_actions_txn(txn: Transaction) -> None:
-            batch = StatementBatch()
-            for chunk in chunks(rows, MAX_BIND // 7):
-                batch.add_rows(
-                    f"INSERT INTO event_push_actions ({_COLUMNS})",
-                    [(r.room_id, r.event_id, r.user_id, r.stream_ordering, r.notify, r.highlight, r.thread_id)
-                     for r in chunk],
-                    " ON CONFLICT (user_id, room_id, stream_ordering) DO NOTHING",
-                )
-            for own in own_events:
-                batch.add(
-                    "DELETE FROM event_push_actions WHERE user_id = ? AND room_id = ? AND thread_id = ?"
-                    " AND stream_ordering < ?",
-                    (own.user_id, own.room_id, own.thread_id, own.stream_ordering),
-                )
-            batch.run(txn)
-
-        await self._db.run_interaction("add_push_actions", _add_push_actions_txn)
-
-    async def get_unread_counts(
-        self,
-        user_id: str,
-        room_ids: Collection[str],
-        receipts: Mapping[str, int],
-        thread_receipts: Mapping[tuple[str, str], int] | None = None,
-    ) -> dict[str, UnreadCounts]:
-        """Counts of the user's rows after their read position, for every room asked (one query).
-
-        `receipts` is the stream ordering each room is read up to (absent: nothing read);
-        `thread_receipts` the same per (room, thread) from threaded receipts. A row counts if it
-        is after both its room's and its thread's position.
+        The read positions come from the user's latest receipts of `receipt_types` in the same
+        query: a row counts if it is after both its room's unthreaded receipt and its thread's.
         """
         rooms = list(dict.fromkeys(room_ids))
-        threads = thread_receipts or {}
+        types = list(receipt_types)
         result: dict[str, UnreadCounts] = {room_id: (0, 0, {}) for room_id in rooms}
         if not rooms:
             return result
 
         def _unread_counts_txn(txn: Transaction) -> None:
             for chunk in chunks(rooms, _ROOMS_PER_QUERY):
-                in_chunk = set(chunk)
-                chunk_threads = [(r, t, p) for (r, t), p in threads.items() if r in in_chunk]
-                args: list[object] = []
-                for room_id in chunk:
-                    args.extend((room_id, receipts.get(room_id, 0)))
-                sql = f"WITH read_upto (room_id, pos) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))})"
-                thread_join, thread_condition = "", ""
-                if chunk_threads:
-                    sql += (f", thread_read_upto (room_id, thread_id, pos) AS"
-                            f" (VALUES {', '.join(['(?, ?, ?)'] * len(chunk_threads))})")
-                    for row in chunk_threads:
-                        args.extend(row)
-                    thread_join = (" LEFT JOIN thread_read_upto AS t"
-                                   " ON t.room_id = a.room_id AND t.thread_id = a.thread_id")
-                    thread_condition = " AND (t.pos IS NULL OR a.stream_ordering > t.pos)"
-                args.append(user_id)
+                limit, limit_args = ("", []) if up_to is None else (" AND a.stream_ordering <= ?", [up_to])
+                rooms_in = placeholders(len(chunk))
                 txn.execute(
-                    sql + " SELECT a.room_id, a.thread_id,"
+                    "WITH read_upto (room_id, thread_id, pos) AS ("
+                    "  SELECT rc.room_id, rc.thread_id, MAX(e.stream_ordering) FROM receipts AS rc"
+                    "  JOIN events AS e ON e.event_id = rc.event_id"
+                    f"  WHERE rc.user_id = ? AND rc.room_id IN ({rooms_in})"
+                    f"  AND rc.receipt_type IN ({placeholders(len(types))})"
+                    "  GROUP BY rc.room_id, rc.thread_id)"
+                    " SELECT a.room_id, a.thread_id,"
                     " SUM(CASE WHEN a.notify THEN 1 ELSE 0 END), SUM(CASE WHEN a.highlight THEN 1 ELSE 0 END)"
-                    " FROM event_push_actions AS a JOIN read_upto AS r ON r.room_id = a.room_id" + thread_join +
-                    " WHERE a.user_id = ? AND a.stream_ordering > r.pos" + thread_condition +
+                    " FROM event_push_actions AS a"
+                    " LEFT JOIN read_upto AS r ON r.room_id = a.room_id AND r.thread_id = ?"
+                    " LEFT JOIN read_upto AS t ON t.room_id = a.room_id AND t.thread_id = a.thread_id"
+                    f" WHERE a.user_id = ? AND a.room_id IN ({rooms_in}) AND a.stream_ordering > COALESCE(r.pos, 0)"
+                    " AND a.stream_ordering > COALESCE(t.pos, 0)" + limit +
                     " GROUP BY a.room_id, a.thread_id",
-                    args,
+                    [user_id, *chunk, *types, UNTHREADED, user_id, *chunk, *limit_args],
                 )
                 for room_id, thread_id, notify, highlight in txn.fetchall():
                     total_notify, total_highlight, per_thread = result[room_id]
@@ -129,7 +118,6 @@ class PushActionStore:
 
         await self._db.run_interaction("get_unread_counts", _unread_counts_txn)
         return result
-
     async def get_notifications(self, user_id: str, *, before: int | None, limit: int,
                                 only_highlight: bool) -> list[PushActionRow]:
         """The user's notifying rows, newest first, with stream ordering < `before` if given."""
