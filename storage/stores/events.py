@@ -72,6 +72,7 @@ class _Known:
     has_child: bool  # a stored timeline event lists it as a prev event
     redaction_pending: bool  # a redaction of it is stored
     prev_delta_count: int | None  # delta_count of prev_state_group (None: no such group)
+    allocated: int | None  # a stream position allocated by the same query (PostgreSQL)
 
 
 def _domain(user_id: str) -> str:
@@ -214,7 +215,7 @@ class EventStore(TimelineQueries, MembershipQueries):
         # question, one allocates the stream position, one batch writes (more only for
         # state events, redactions, and events redacted before they arrived).
         event_id, room_id = event.event_id, event.room_id
-        known = self._lookup_txn(txn, event, prev_state_group, txn_key)
+        known = self._lookup_txn(txn, self._stream, event, prev_state_group, txn_key)
         if known.stream_ordering is not None:
             txn.execute(
                 "SELECT state_group FROM event_to_state_groups WHERE event_id = ?", (event_id,)
@@ -228,7 +229,7 @@ class EventStore(TimelineQueries, MembershipQueries):
             raise ValueError(f"unknown state group {prev_state_group}")
         accepted = rejected_reason is None
         in_timeline = accepted and not outlier
-        stream_ordering = self._stream.get_next_txn(txn)
+        stream_ordering = known.allocated if known.allocated is not None else self._stream.get_next_txn(txn)
 
         redacted_by = None
         if accepted and known.redaction_pending:
@@ -354,13 +355,15 @@ class EventStore(TimelineQueries, MembershipQueries):
     @staticmethod
     def _lookup_txn(
         txn: Transaction,
+        stream: StreamIdGenerator,
         event: Event,
         prev_state_group: int | None,
         txn_key: tuple[str, str, str] | None,
     ) -> _Known:
         user_id, device_id, txn_id = txn_key if txn_key is not None else (None, None, None)
+        allocation = stream.allocation_sql(txn)
         txn.execute(
-            "SELECT (SELECT stream_ordering FROM events WHERE event_id = ?),"
+            f"SELECT {allocation or 'NULL'}, (SELECT stream_ordering FROM events WHERE event_id = ?),"
             " (SELECT event_id FROM event_txn_ids"
             "  WHERE user_id = ? AND device_id = ? AND txn_id = ?),"
             " EXISTS (SELECT 1 FROM event_edges AS edge"
@@ -380,13 +383,16 @@ class EventStore(TimelineQueries, MembershipQueries):
         )
         row = txn.fetchone()
         assert row is not None  # a SELECT without FROM always yields one row
-        stream_ordering, txn_event_id, has_child, redaction_pending, delta_count = row
+        allocated, stream_ordering, txn_event_id, has_child, redaction_pending, delta_count = row
+        if allocated is not None:
+            stream.track_allocated(txn, int(allocated))  # unused if the event turns out stored: a gap
         return _Known(
             None if stream_ordering is None else int(stream_ordering),
             txn_event_id,
             bool(has_child),
             bool(redaction_pending),
             None if delta_count is None else int(delta_count),
+            None if allocated is None else int(allocated),
         )
 
     @staticmethod
