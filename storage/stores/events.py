@@ -11,6 +11,7 @@ the room reads extremities, state and events from memory.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -33,6 +34,8 @@ from storage.stores.state import (
 from storage.stores.statement_batch import StatementBatch
 from storage.stores.timeline import TimelineQueries
 from storage.streams import StreamIdGenerator
+
+RECENT_EVENTS_PER_ROOM = 128
 
 EXTREMITIES_CACHE_ROOMS = 10_000
 
@@ -99,6 +102,11 @@ class EventStore(TimelineQueries, MembershipQueries):
         # for positions after `_changes_known_from` (set at the first use).
         self._room_last_change: dict[str, int] = {}
         self._changes_known_from: int | None = None
+        # room -> its latest timeline events persisted here, (stream_ordering, event_id) in order;
+        # complete for positions after `_recent_complete_from[room]`. Incremental syncs read
+        # them instead of querying: a message wakes every member's sync.
+        self._recent: dict[str, list[tuple[int, str]]] = {}
+        self._recent_complete_from: dict[str, int] = {}
 
     # -- writing ---------------------------------------------------------
 
@@ -196,6 +204,31 @@ class EventStore(TimelineQueries, MembershipQueries):
                 )
             last = self._room_last_change.get(event.room_id, 0)
             self._room_last_change[event.room_id] = max(last, persisted.stream_ordering)
+            self._remember_recent(event.room_id, persisted.stream_ordering, event.event_id)
+
+    def _remember_recent(self, room_id: str, stream_ordering: int, event_id: str) -> None:
+        recent = self._recent.get(room_id)
+        if recent is None:
+            assert self._changes_known_from is not None  # set before the first persist
+            recent = self._recent[room_id] = []
+            self._recent_complete_from[room_id] = self._changes_known_from
+        bisect.insort(recent, (stream_ordering, event_id))
+        if len(recent) > RECENT_EVENTS_PER_ROOM:
+            evicted_ordering, _ = recent.pop(0)
+            self._recent_complete_from[room_id] = evicted_ordering
+
+    def recent_event_ids(self, room_id: str, after_stream: int, before_stream: int | None) -> list[str] | None:
+        """Event ids of the room's timeline in (after_stream, before_stream), oldest first, from
+        memory; None if memory can't answer for that range (then ask the database)."""
+        if self._changes_known_from is None or after_stream < self._changes_known_from:
+            return None
+        recent = self._recent.get(room_id)
+        if recent is None:
+            return []  # nothing persisted in this room since memory began
+        if after_stream < self._recent_complete_from[room_id]:
+            return None
+        return [event_id for ordering, event_id in recent
+                if ordering > after_stream and (before_stream is None or ordering < before_stream)]
 
     def _persist_event_txn(
         self,

@@ -10,7 +10,7 @@ a page is the last event's (depth, stream_ordering) forwards, and (depth, stream
 
 from __future__ import annotations
 
-from typing import Iterable, Literal, Sequence
+from typing import Callable, Iterable, Literal, Sequence
 
 from storage.database import Database, Transaction
 from storage.stores.event_fetch import EventFetcher, StoredEvent, chunks, placeholders
@@ -89,6 +89,8 @@ class TimelineQueries:
 
     _db: Database
     _fetcher: EventFetcher
+    # EventStore's memory of recent timeline events (see there).
+    recent_event_ids: Callable[[str, int, int | None], list[str] | None]
 
     async def _events_in_order(self, event_ids: list[str]) -> list[StoredEvent]:
         events = await self._fetcher.get_events(event_ids)
@@ -135,14 +137,26 @@ class TimelineQueries:
         since position. One query for all the rooms, one for the events not cached yet.
         """
         room_ids = list(dict.fromkeys(room_ids))
-        ids_by_room: dict[str, list[str]] = await self._db.run_interaction(
-            "get_latest_events_for_rooms",
-            self._latest_ids_txn,
-            room_ids,
-            limit,
-            before_stream,
-            after_stream,
-        )
+        ids_by_room: dict[str, list[str]] = {}
+        to_query = room_ids
+        if after_stream is not None:
+            # An incremental sync: the recent past is in memory for rooms written by this process.
+            to_query = []
+            for room_id in room_ids:
+                recent = self.recent_event_ids(room_id, after_stream, before_stream)
+                if recent is None:
+                    to_query.append(room_id)
+                elif recent:
+                    ids_by_room[room_id] = list(reversed(recent[-(limit + 1):]))  # newest first
+        if to_query:
+            ids_by_room.update(await self._db.run_interaction(
+                "get_latest_events_for_rooms",
+                self._latest_ids_txn,
+                to_query,
+                limit,
+                before_stream,
+                after_stream,
+            ))
         events = await self._fetcher.get_events(i for ids in ids_by_room.values() for i in ids)
         result: dict[str, tuple[list[StoredEvent], bool]] = {}
         for room_id in room_ids:
