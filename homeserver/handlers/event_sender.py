@@ -155,6 +155,7 @@ class EventSender:
                                                                    txn_key=txn_key, push_actions=push_actions)
             except TxnIdInUseError as e:  # a retry from before this process remembered it
                 return await self._existing(e.event_id)
+            self._hs.push_actions_handler.on_event_persisted(event, persisted.stream_ordering, push_actions)
             if txn_key is not None:
                 self._recent_txns[txn_key] = event.event_id
                 if len(self._recent_txns) > MAX_RECENT_TXNS:

@@ -26,7 +26,7 @@ from homeserver.handlers.receipts import RECEIPT_TYPES
 from homeserver.http.errors import invalid_param
 from homeserver.push.evaluator import evaluate, is_highlight, notifies
 from storage.stores.cache import LruCache
-from storage.stores.push_actions import MAIN_THREAD, EventPushActions
+from storage.stores.push_actions import MAIN_THREAD, EventPushActions, UnreadCounts
 from storage.stores.relations import THREAD, relation_of
 
 if TYPE_CHECKING:
@@ -58,6 +58,58 @@ def _counts(notify: int, highlight: int) -> dict[str, int]:
     return {"notification_count": notify, "highlight_count": highlight}
 
 
+class _CountsCache:
+    """Unread counts per (user, room) kept exact in memory, so a sync woken by a message needs no
+    query: each notifying event adds to the entries it concerns in its commit's reactor turn,
+    receipts and the user's own sends drop the entry. An entry counts every event up to its
+    position. A read from the database is kept only if nothing touched the key meanwhile
+    (versions), and an entry serves any sync at or after its position.
+    """
+
+    MAX_ENTRIES = 100_000
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], tuple[int, UnreadCounts]] = {}
+        self._versions: dict[tuple[str, str], int] = {}
+        self._epoch = 0  # bumped when versions are cleared, so an old read can't match again
+
+    def version(self, user_id: str, room_id: str) -> tuple[int, int]:
+        return self._epoch, self._versions.get((user_id, room_id), 0)
+
+    def _touch(self, key: tuple[str, str]) -> None:
+        if len(self._versions) >= self.MAX_ENTRIES:
+            self._versions.clear()
+            self._entries.clear()
+            self._epoch += 1
+        self._versions[key] = self._versions.get(key, 0) + 1
+
+    def get(self, user_id: str, room_id: str, up_to: int | None) -> UnreadCounts | None:
+        entry = self._entries.get((user_id, room_id))
+        if entry is None or up_to is None or entry[0] > up_to:
+            return None
+        return entry[1]
+
+    def put(self, user_id: str, room_id: str, position: int, counts: UnreadCounts, version: tuple[int, int]) -> None:
+        if self.version(user_id, room_id) == version and len(self._entries) < self.MAX_ENTRIES:
+            self._entries[(user_id, room_id)] = (position, counts)
+
+    def add(self, user_id: str, room_id: str, position: int, thread_id: str, notify: bool, highlight: bool) -> None:
+        key = (user_id, room_id)
+        self._touch(key)
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        total_n, total_h, threads = entry[1]
+        n, h = threads.get(thread_id, (0, 0))
+        threads = {**threads, thread_id: (n + notify, h + highlight)}
+        self._entries[key] = (position, (total_n + notify, total_h + highlight, threads))
+
+    def forget(self, user_id: str, room_id: str) -> None:
+        key = (user_id, room_id)
+        self._touch(key)
+        self._entries.pop(key, None)
+
+
 class PushActionsHandler:
     def __init__(self, hs: "HomeServer") -> None:
         self._hs = hs
@@ -67,6 +119,7 @@ class PushActionsHandler:
         self._contexts: LruCache[tuple[str, int], _RoomContext] = LruCache(
             ROOM_CONTEXT_CACHE_WEIGHT, lambda c: len(c.local_members) + 1)
         self._prune_up_to = 0  # the events position seen at the previous prune
+        self._counts = _CountsCache()
 
     # -- evaluating ------------------------------------------------------
 
@@ -185,7 +238,21 @@ class PushActionsHandler:
         all) against the user's current receipts; one query."""
         if not room_ids:
             return {}
-        counts = await self._store.get_unread_counts(user_id, room_ids, RECEIPT_TYPES, up_to=up_to)
+        counts: dict[str, UnreadCounts] = {}
+        missing = []
+        for room_id in room_ids:
+            cached = self._counts.get(user_id, room_id, up_to)
+            if cached is None:
+                missing.append(room_id)
+            else:
+                counts[room_id] = cached
+        if missing:
+            versions = {room_id: self._counts.version(user_id, room_id) for room_id in missing}
+            read = await self._store.get_unread_counts(user_id, missing, RECEIPT_TYPES, up_to=up_to)
+            counts.update(read)
+            if up_to is not None:
+                for room_id in missing:
+                    self._counts.put(user_id, room_id, up_to, read.get(room_id, (0, 0, {})), versions[room_id])
         out: dict[str, dict[str, Any]] = {}
         for room_id, (notify, highlight, per_thread) in counts.items():
             if not threads:
@@ -199,6 +266,19 @@ class PushActionsHandler:
                 },
             }
         return out
+    def on_event_persisted(self, event: Event, stream_ordering: int, actions: EventPushActions | None) -> None:
+        """Keep the cached counts exact; called in the reactor turn of the event's commit."""
+        if actions is None:
+            return
+        for user_id, notify, highlight in actions.notified:
+            self._counts.add(user_id, event.room_id, stream_ordering, actions.thread_id, notify, highlight)
+        if actions.sender_reads:
+            self._counts.forget(event.sender, event.room_id)
+
+    def on_receipt(self, user_id: str, room_id: str) -> None:
+        """A receipt moved: the user's counts in the room must be read again."""
+        self._counts.forget(user_id, room_id)
+
     async def get_notifications(self, user_id: str, *, from_token: str | None, limit: int | None,
                                 only: str | None) -> dict[str, Any]:
         """`GET /notifications`: the user's notifications, newest first, paged by stream ordering."""

@@ -69,6 +69,7 @@ class ReceiptsHandler:
     async def _put(self, user_id: str, room_id: str, receipt_type: str, event_id: str, thread_id: str | None) -> None:
         position = await self._store.put_receipt(room_id, receipt_type, user_id, thread_id, event_id,
                                                  self._clock.time_msec())
+        self._hs.push_actions_handler.on_receipt(user_id, room_id)
         if receipt_type == READ_PRIVATE:
             self._notifier.notify(STREAM, position, users=[user_id])
         else:
