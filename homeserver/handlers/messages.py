@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.auth import Requester
 from homeserver.events.power_levels import can_user_redact, power_levels_content_error, room_creators
+from homeserver.handlers import e2ee_policy
 from homeserver.handlers.event_sender import SentEvent
 from homeserver.http.errors import MatrixError, forbidden, not_found
 
@@ -25,6 +26,8 @@ class MessageHandler:
     async def send_message(self, requester: Requester, room_id: str, event_type: str, content: dict[str, Any],
                            *, txn_id: str | None = None) -> SentEvent:
         self._hs.ratelimiters.message.ratelimit(requester.user_id)
+        if self._hs.config.e2ee.required:
+            e2ee_policy.check_message(event_type)
         txn_key = (requester.user_id, requester.device_id or "", txn_id) if txn_id is not None else None
         sent = await self._sender.send(room_id, sender=requester.user_id, event_type=event_type, content=content,
                                        txn_key=txn_key)
@@ -33,6 +36,8 @@ class MessageHandler:
 
     async def send_state(self, requester: Requester, room_id: str, event_type: str, state_key: str,
                          content: dict[str, Any]) -> SentEvent:
+        if event_type == e2ee_policy.ENCRYPTION_EVENT and self._hs.config.e2ee.required:
+            e2ee_policy.check_encryption_change(content)
         if event_type == "m.room.member":
             membership = content.get("membership")
             if membership not in MEMBERSHIPS:

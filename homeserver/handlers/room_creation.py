@@ -11,6 +11,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.handlers import e2ee_policy
 from homeserver.http.errors import MatrixError, invalid_param
 from homeserver.identifiers import UserIdentifierError, split_user_id
 
@@ -159,6 +160,10 @@ class RoomCreationHandler:
             preset_state[("m.room.guest_access", "")] = {"guest_access": "can_join"}
         for event_type, state_key, content in spec.initial_state:
             preset_state[(event_type, state_key)] = content  # initial_state overrides the preset
+        if self._hs.config.e2ee.required:
+            # Whatever the client asked: every room this server creates is encrypted.
+            required = e2ee_policy.encryption_state()
+            preset_state[(required["type"], required["state_key"])] = required["content"]
         for (event_type, state_key), content in preset_state.items():
             await state(event_type, content, state_key)
         if spec.name is not None:

@@ -69,6 +69,9 @@ def base_config(tmp_path: Path, database_config: dict[str, Any]) -> dict[str, An
         "enable_registration": True,
         "registration_shared_secret": SHARED_SECRET,
         "bcrypt_rounds": 4,
+        # Room semantics are tested with plaintext events; the encryption policy has its own tests
+        # (test_e2ee_policy.py), with the production default (required) back on.
+        "e2ee": {"required": False},
         "rc_message": GENEROUS,
         "rc_registration": GENEROUS,
         "rc_login": {"address": GENEROUS, "account": GENEROUS, "failed_attempts": GENEROUS},
