@@ -36,7 +36,10 @@ from homeserver.handlers.messages import MessageHandler
 from homeserver.handlers.room_creation import RoomCreationHandler
 from homeserver.handlers.directory import DirectoryHandler
 from homeserver.handlers.room_upgrade import RoomUpgradeHandler
-from homeserver.handlers import sync_user_data
+from homeserver.handlers import sync_e2e, sync_to_device, sync_user_data
+from homeserver.handlers.e2e_keys import E2EKeysHandler
+from homeserver.handlers.key_backup import KeyBackupHandler
+from homeserver.handlers.to_device import ToDeviceHandler
 from homeserver.handlers.pagination import PaginationHandler
 from homeserver.handlers.sync import SyncHandler
 from homeserver.handlers.typing import TypingHandler
@@ -130,8 +133,11 @@ class HomeServer:
         self.reports_handler = ReportsHandler(self)
         self.typing_handler = TypingHandler(self)
         self.pagination_handler = PaginationHandler(self)
+        self.to_device_handler = ToDeviceHandler(self)
+        self.key_backup_handler = KeyBackupHandler(self)
+        self.e2e_keys_handler = E2EKeysHandler(self)
         self.sync_handler = SyncHandler(self)
-        for extension in sync_user_data.extensions(self):
+        for extension in sync_user_data.extensions(self) + sync_to_device.extensions(self) + sync_e2e.extensions(self):
             self.sync_handler.register_extension(extension)
         self.profile_handler.on_profile_changed.append(self.membership_handler.on_profile_changed)
 

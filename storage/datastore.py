@@ -14,9 +14,11 @@ from storage.streams import StreamIdGenerator
 from storage.stores.account_data import AccountDataStore
 from storage.stores.aliases import AliasStore
 from storage.stores.devices import DeviceStore
+from storage.stores.e2e_keys import E2EKeyStore
 from storage.stores.event_fetch import EventFetcher
 from storage.stores.events import EventStore
 from storage.stores.filters import FilterStore
+from storage.stores.key_backup import KeyBackupStore
 from storage.stores.presence import PresenceStore
 from storage.stores.profiles import ProfileStore
 from storage.stores.push_actions import PushActionStore
@@ -27,6 +29,7 @@ from storage.stores.relations import RelationStore
 from storage.stores.reports import ReportStore
 from storage.stores.rooms import RoomStore
 from storage.stores.state import StateStore
+from storage.stores.to_device import ToDeviceStore
 from storage.stores.tokens import AccessTokenCache, TokenStore
 from storage.stores.ui_auth import UIAuthStore
 from storage.stores.users import UserStore
@@ -45,7 +48,7 @@ class DataStore:
         # Stream positions come from the database; each needs `setup()` before use (open_datastore).
         self.streams: dict[str, StreamIdGenerator] = {
             name: StreamIdGenerator(db, name)
-            for name in ("account_data", "receipts", "presence", "events")
+            for name in ("account_data", "receipts", "presence", "events", "to_device", "device_lists")
         }
         self.account_data = AccountDataStore(db, sealer, self.streams["account_data"])
         self.push_rules = PushRuleStore(db, sealer, self.streams["account_data"])
@@ -63,6 +66,12 @@ class DataStore:
         self.relations = RelationStore(db, event_fetcher)
         self.aliases = AliasStore(db)
         self.push_actions = PushActionStore(db)
+        # End-to-end encryption: to-device messages and server-side key backups.
+        self.to_device = ToDeviceStore(db, sealer, self.streams["to_device"])
+        self.key_backup = KeyBackupStore(db, sealer)
+        # Device, one-time and cross-signing keys; deleting a device is a device-list change.
+        self.e2e_keys = E2EKeyStore(db, sealer, self.streams["device_lists"])
+        self.devices.deletion_hooks.append(self.e2e_keys.devices_deleted_txn)
 
     async def close(self) -> None:
         await self.db.close()

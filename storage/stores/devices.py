@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from storage.database import Database, Transaction
+from storage.stores.to_device import ToDeviceStore
 from storage.stores.tokens import AccessTokenCache
 from storage.sealing import Sealer
 
@@ -37,6 +38,9 @@ class DeviceStore:
         self._token_cache = token_cache
         # (user_id, device_id) -> (ts, ip, user agent) last written by this process.
         self._last_seen_written: dict[tuple[str, str], tuple[int, str | None, str | None]] = {}
+        # Run first in a device deletion's transaction by stores whose rows hang off devices
+        # (e2e keys record the device-list change there): (txn, user_id, device_ids).
+        self.deletion_hooks: list[Callable[[Transaction, str, list[str]], None]] = []
 
     async def store_device(
         self, user_id: str, device_id: str, display_name: str | None, now_ms: int
@@ -87,16 +91,19 @@ class DeviceStore:
         return await self._db.run_interaction("update_device_display_name", _update_name_txn)
 
     async def delete_devices(self, user_id: str, device_ids: Iterable[str]) -> None:
-        """Delete the devices with their access and refresh tokens, all or nothing."""
+        """Delete the devices with their access and refresh tokens and to-device inboxes, all or nothing."""
         keys = [(user_id, device_id) for device_id in dict.fromkeys(device_ids)]
         if not keys:
             return
 
         def _delete_devices_txn(txn: Transaction) -> None:
+            for hook in self.deletion_hooks:
+                hook(txn, user_id, [device_id for _, device_id in keys])
             # Access tokens first: they reference refresh tokens, both reference devices.
             txn.execute_many("DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?", keys)
             txn.execute_many("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?", keys)
             txn.execute_many("DELETE FROM devices WHERE user_id = ? AND device_id = ?", keys)
+            ToDeviceStore.delete_for_devices_txn(txn, keys)
 
         await self._db.run_interaction("delete_devices", _delete_devices_txn)
         if self._token_cache is not None:

@@ -10,6 +10,8 @@ from homeserver.rest.client import (
     devices,
     directory,
     filters,
+    keys,
+    key_backup,
     login,
     notifications,
     presence,
@@ -24,6 +26,7 @@ from homeserver.rest.client import (
     rooms,
     sync,
     timestamp_to_event,
+    to_device,
     user_directory,
     versions,
 )
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 
 MODULES = (versions, login, register, account, devices, rooms, room_reads, sync, account_data, filters, profile,
            presence, receipts, push_rules, user_directory, reports, directory, room_upgrade, timestamp_to_event,
-           relations, notifications, admin_register)
+           relations, notifications, to_device, key_backup, keys, admin_register)
 
 
 def client_servlets(hs: "HomeServer") -> list[Any]:
