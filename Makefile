@@ -11,16 +11,19 @@ PACKAGING := setup.cfg pyproject.toml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 
-.PHONY: run test clean python-ok system-deps
+JS_DIR := tests/e2e/js
+NPM_STAMP := $(JS_DIR)/node_modules/.installed
+
+.PHONY: run test clean python-ok system-deps node-ok
 
 run: $(VENV)/.installed-run
 	$(VENV)/bin/piman run
 
-test: $(VENV)/.installed-test $(SYNAPSE_VENV)/.installed
+test: $(VENV)/.installed-test $(SYNAPSE_VENV)/.installed $(NPM_STAMP)
 	PIMAN_SYNAPSE_VENV=$(CURDIR)/$(SYNAPSE_VENV) $(VENV)/bin/pytest -n 2 --durations=15
 
 clean:
-	rm -rf $(VENV) $(SYNAPSE_VENV) piman-data
+	rm -rf $(VENV) $(SYNAPSE_VENV) piman-data $(JS_DIR)/node_modules
 
 # Debian's python3 has no venv/ensurepip without python3-venv.
 python-ok:
@@ -62,3 +65,18 @@ system-deps: python-ok
 	  echo "installing system packages:$$missing"; \
 	  $(SUDO) apt-get update && $(APT_INSTALL) $$missing; \
 	fi
+
+# matrix-js-sdk for the E2EE tests, exactly as tests/e2e/js/package-lock.json pins
+# it (npm ci starts from an empty node_modules, so the stamp goes in afterwards).
+$(NPM_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json | node-ok
+	cd $(JS_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+# Node.js >= 20: matrix-js-sdk 37.5 needs it (from 37.6 on it needs 22).
+node-ok:
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+	  echo "installing system packages: nodejs npm"; \
+	  $(SUDO) apt-get update && $(APT_INSTALL) nodejs npm; \
+	fi
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' \
+	  || { echo "the E2EE tests need Node.js >= 20, found $$(node --version)"; exit 1; }
