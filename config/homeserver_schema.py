@@ -315,6 +315,52 @@ HOMESERVER = Section(
         ),
         "media_store_path": FilePath(default="media_store", doc="Directory of uploaded media (sealed at rest)."),
         "max_upload_size": Size(default="50M", doc="Largest media upload accepted."),
+        "url_preview_enabled": Bool(
+            default=False,
+            doc="""
+            Whether clients may ask the server for URL previews. Off by default: previews
+            make the server fetch third-party pages on a user's behalf.
+            """,
+        ),
+        "url_preview_ip_range_whitelist": ListOf(
+            Str(),
+            default=[],
+            doc="""
+            CIDR ranges URL previews may fetch from even though they are private, loopback
+            or link-local (which are refused otherwise).
+            """,
+        ),
+        "max_spider_size": Size(default="10M", doc="Largest page a URL preview downloads."),
+        "media": Section(
+            "MediaConfig",
+            {
+                "user_quota": Size(
+                    doc="""
+                    Most bytes of media one user may keep on the server; an upload past it is
+                    refused with M_RESOURCE_LIMIT_EXCEEDED, e.g. 1G. Unset means no quota.
+                    """,
+                ),
+                "unused_expires_after": Duration(
+                    default="24h",
+                    positive=True,
+                    doc="How long a media ID from POST /_matrix/media/v1/create may wait for its upload.",
+                ),
+                "max_pending_uploads": Int(
+                    min=1,
+                    default=10,
+                    doc="Most media IDs one user may have created but not yet uploaded.",
+                ),
+            },
+            doc="Media repository (uploads, downloads) settings beyond Synapse's top-level keys.",
+        ),
+        "enable_authenticated_media": Bool(
+            default=True,
+            doc="""
+            Freeze the legacy unauthenticated download endpoints (/_matrix/media/v3/download,
+            /thumbnail), as the spec recommends: they answer 404 M_NOT_FOUND and clients use the
+            authenticated /_matrix/client/v1/media endpoints. Same key and meaning as Synapse's.
+            """,
+        ),
         "max_request_body_size": Size(
             default="1M",
             doc="""

@@ -160,6 +160,34 @@ def cmd_register(args: argparse.Namespace) -> int:
     return _run_in_reactor(main)
 
 
+def cmd_admin_media(args: argparse.Namespace) -> int:
+    """List or delete one user's media, straight from the database and the media store."""
+    from homeserver.server import HomeServer
+
+    config = load_config(args.config)
+
+    async def main(reactor: Any) -> int:
+        hs = HomeServer(config, reactor)
+        await hs.setup()
+        try:
+            repo = hs.media_repository
+            if args.media_command == "list":
+                for media in await repo.list_user_media(args.user):
+                    state = "uploaded" if media.upload_ts is not None else "pending"
+                    print(f"{repo.mxc(media.media_id)}\t{media.content_type or '-'}\t{media.size or 0}\t"
+                          f"{media.created_ts}\t{state}")
+                return 0
+            deleted = await repo.delete_user_media(args.user, args.media_id)
+        finally:
+            await hs.store.close()
+        if args.media_id is not None and not deleted:
+            raise CommandError(f"{args.user} has no media {args.media_id}.")
+        print(f"Deleted {len(deleted)} media item(s) of {args.user}.")
+        return 0
+
+    return _run_in_reactor(main)
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(f"{args.config}: OK (server_name {config.server_name}, database {config.database.name})")
@@ -189,6 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password", default=None, help="prompted for if omitted")
     p.add_argument("--admin", action="store_true")
     p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("admin", help="administration of users' data")
+    admin_sub = p.add_subparsers(dest="admin_command", required=True)
+    m = admin_sub.add_parser("media", help="list or delete a user's uploaded media")
+    media_sub = m.add_subparsers(dest="media_command", required=True)
+    for name, help_text in (("list", "list a user's media (mxc URI, type, bytes, created ms, state)"),
+                            ("delete", "delete a user's media: all of it, or --media-id")):
+        c = media_sub.add_parser(name, help=help_text)
+        c.add_argument("--config", required=True)
+        c.add_argument("--user", required=True, help="the full user ID, e.g. @alice:acme.example")
+        if name == "delete":
+            c.add_argument("--media-id", default=None, help="delete only this media ID")
+        c.set_defaults(func=cmd_admin_media)
 
     p = sub.add_parser("config", help="configuration tools")
     config_sub = p.add_subparsers(dest="config_command", required=True)

@@ -51,6 +51,7 @@ from homeserver.handlers.sessions import SessionHandler
 from homeserver.handlers.ui_auth import UserInteractiveAuth
 from homeserver.http.metrics import RequestMetrics
 from homeserver.http.router import InflightRequests, JsonRouter
+from homeserver.media.repository import MediaRepository
 from homeserver.notifier import Notifier
 from homeserver.ratelimit import Ratelimiter
 from homeserver.rest.client import client_servlets
@@ -136,6 +137,7 @@ class HomeServer:
         self.to_device_handler = ToDeviceHandler(self)
         self.key_backup_handler = KeyBackupHandler(self)
         self.e2e_keys_handler = E2EKeysHandler(self)
+        self.media_repository = MediaRepository(self)
         self.sync_handler = SyncHandler(self)
         for extension in sync_user_data.extensions(self) + sync_to_device.extensions(self) + sync_e2e.extensions(self):
             self.sync_handler.register_extension(extension)

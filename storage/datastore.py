@@ -19,6 +19,7 @@ from storage.stores.event_fetch import EventFetcher
 from storage.stores.events import EventStore
 from storage.stores.filters import FilterStore
 from storage.stores.key_backup import KeyBackupStore
+from storage.stores.media import MediaStore
 from storage.stores.presence import PresenceStore
 from storage.stores.profiles import ProfileStore
 from storage.stores.push_actions import PushActionStore
@@ -72,6 +73,8 @@ class DataStore:
         # Device, one-time and cross-signing keys; deleting a device is a device-list change.
         self.e2e_keys = E2EKeyStore(db, sealer, self.streams["device_lists"])
         self.devices.deletion_hooks.append(self.e2e_keys.devices_deleted_txn)
+        # Media metadata; the sealed files are the media repository's (homeserver/media).
+        self.media = MediaStore(db, sealer)
 
     async def close(self) -> None:
         await self.db.close()

@@ -13,6 +13,8 @@ from homeserver.rest.client import (
     keys,
     key_backup,
     login,
+    media,
+    media_thumbnails,
     notifications,
     presence,
     profile,
@@ -37,7 +39,8 @@ if TYPE_CHECKING:
 
 MODULES = (versions, login, register, account, devices, rooms, room_reads, sync, account_data, filters, profile,
            presence, receipts, push_rules, user_directory, reports, directory, room_upgrade, timestamp_to_event,
-           relations, notifications, to_device, key_backup, keys, admin_register)
+           relations, notifications, to_device, key_backup, keys, media, media_thumbnails,
+           admin_register)
 
 
 def client_servlets(hs: "HomeServer") -> list[Any]:

@@ -92,7 +92,8 @@ async function main() {
       () => crypto.getActiveSessionBackupVersion(),
       "the new key backup to become active",
     );
-    if (!(await crypto.isSecretStorageReady())) throw new Error("secret storage is not ready");
+    // The client learns of the keys it just stored through its next /keys/query: wait for it.
+    await waitFor(() => crypto.isSecretStorageReady(), "secret storage to be ready");
     return version;
   }, (version) => ({ version }));
 

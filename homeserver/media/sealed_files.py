@@ -1,0 +1,117 @@
+"""Sealed media files on disk, written and read in chunks so memory stays flat for any size.
+
+A file is
+
+    magic b"PMF1" | sealed file key length (2 bytes, big-endian) | sealed file key | nonce prefix (15)
+    | chunk 0 | chunk 1 | ...
+
+The file key is 32 random bytes sealed with the organisation's data key (so key rotation works as for
+any other sealed blob). Each chunk is up to CHUNK_SIZE plaintext bytes encrypted with SecretBox under
+the file key, 16 bytes longer than its plaintext. Nonces are not stored: a chunk's nonce is the prefix,
+a byte that is 1 on the last chunk only, and the chunk's 8-byte index, so chunks cannot be reordered,
+dropped or the file truncated without failing authentication.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import struct
+from typing import BinaryIO, Iterator
+
+import nacl.exceptions
+import nacl.secret
+
+from storage.sealing import DataKeyError, Sealer
+
+MAGIC = b"PMF1"
+CHUNK_SIZE = 64 * 1024
+_PREFIX_SIZE = 15
+_MAC_SIZE = nacl.secret.SecretBox.MACBYTES
+
+
+def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
+    return prefix + (b"\x01" if last else b"\x00") + struct.pack(">Q", index)
+
+
+def write_sealed(sealer: Sealer, source: BinaryIO, dest_path: str, *, limit: int | None = None) -> int:
+    """Seal everything `source` yields into `dest_path`, atomically; returns the plaintext size.
+
+    Written to a temporary file renamed into place at the end, so a failure leaves nothing behind.
+    Runs blocking I/O: call it from a thread.
+    """
+    os.makedirs(os.path.dirname(dest_path), exist_ok=True)
+    tmp_path = f"{dest_path}.{secrets.token_hex(6)}.tmp"
+    file_key = secrets.token_bytes(nacl.secret.SecretBox.KEY_SIZE)
+    box = nacl.secret.SecretBox(file_key)
+    prefix = secrets.token_bytes(_PREFIX_SIZE)
+    sealed_key = sealer.seal(file_key)
+    size = 0
+    try:
+        with open(tmp_path, "xb") as out:
+            out.write(MAGIC + struct.pack(">H", len(sealed_key)) + sealed_key + prefix)
+            index = 0
+            chunk = source.read(CHUNK_SIZE)
+            while True:
+                following = source.read(CHUNK_SIZE) if chunk else b""
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise ValueError("source grew past the limit")
+                last = not following
+                out.write(box.encrypt(chunk, _nonce(prefix, index, last)).ciphertext)
+                if last:
+                    break
+                chunk, index = following, index + 1
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp_path, dest_path)
+    except BaseException:
+        try:
+            os.unlink(tmp_path)
+        except FileNotFoundError:
+            pass
+        raise
+    return size
+
+
+class SealedReader:
+    """Opens a sealed file and yields its plaintext chunk by chunk (blocking reads, one chunk each)."""
+
+    def __init__(self, sealer: Sealer, path: str) -> None:
+        self._file = open(path, "rb")
+        try:
+            header = self._file.read(len(MAGIC) + 2)
+            if len(header) != len(MAGIC) + 2 or header[: len(MAGIC)] != MAGIC:
+                raise DataKeyError(f"media file {path} is not a sealed media file")
+            (key_len,) = struct.unpack(">H", header[len(MAGIC):])
+            self._box = nacl.secret.SecretBox(sealer.open(self._file.read(key_len)))
+            self._prefix = self._file.read(_PREFIX_SIZE)
+        except BaseException:
+            self._file.close()
+            raise
+        self._path = path
+        self._index = 0
+        self._pending = self._file.read(CHUNK_SIZE + _MAC_SIZE)
+        self.done = False
+
+    def read_chunk(self) -> bytes:
+        """The next plaintext chunk; sets `done` after the last one."""
+        current = self._pending
+        self._pending = self._file.read(CHUNK_SIZE + _MAC_SIZE)
+        last = not self._pending
+        try:
+            plain = self._box.decrypt(current, _nonce(self._prefix, self._index, last))
+        except nacl.exceptions.CryptoError as e:
+            raise DataKeyError(f"media file {self._path} failed authentication (altered or truncated)") from e
+        self._index += 1
+        if last:
+            self.done = True
+            self.close()
+        return bytes(plain)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while not self.done:
+            yield self.read_chunk()
+
+    def close(self) -> None:
+        self._file.close()
