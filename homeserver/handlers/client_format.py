@@ -6,7 +6,7 @@ Redacted events are shown pruned with `unsigned.redacted_because`; the sending d
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 from homeserver.events.redaction import prune_event_dict
 
@@ -41,6 +41,3 @@ def client_event(stored: Any, now_ms: int, *, txn_id: str | None = None, redacti
     out["unsigned"] = unsigned
     return out
 
-
-def client_events(events: Iterable[Any], now_ms: int, **kwargs: Any) -> list[dict[str, Any]]:
-    return [client_event(e, now_ms, **kwargs) for e in events]

@@ -115,11 +115,9 @@ class EventSender:
         group = await self._store.state.store_state_group(room_id, None, None, None, resolved)
         return RoomPosition(prev_ids, depth, group, resolved)
 
-    async def auth_events_for(self, version: RoomVersion, event_type: str, state_key: str | None, sender: str,
-                              content: dict[str, Any], state: StateMap) -> dict[StateKey, Event]:
-        keys = set(auth_types_for_event(version, event_type, state_key, sender, content))
-        keys.add(CREATE_KEY)  # the rules always need the create event, even where v12 leaves it implicit
-        wanted = {k: state[k] for k in keys if k in state}
+    async def auth_events_for(self, auth_keys: list[StateKey], state: StateMap) -> dict[StateKey, Event]:
+        # The rules always need the create event, even where v12 leaves it out of auth_events.
+        wanted = {k: state[k] for k in {*auth_keys, CREATE_KEY} if k in state}
         stored = await self._store.events.get_events(list(wanted.values()))
         return {k: stored[eid].event for k, eid in wanted.items() if eid in stored}
 
@@ -143,8 +141,10 @@ class EventSender:
             pos = await self.position(room_id)
             if pre_send is not None:
                 await pre_send(pos.state)
-            auth_events = await self.auth_events_for(version, event_type, state_key, sender, content, pos.state)
-            event = self._build(version, room_id, event_type, state_key, sender, content, pos, auth_events, redacts)
+            auth_keys = auth_types_for_event(version, event_type, state_key, sender, content)
+            auth_events = await self.auth_events_for(auth_keys, pos.state)
+            auth_ids = [auth_events[k].event_id for k in auth_keys if k in auth_events]
+            event = self._build(version, room_id, event_type, state_key, sender, content, pos, auth_ids, redacts)
             try:
                 check_auth_rules(event, auth_events)
             except AuthError as e:
@@ -164,10 +164,7 @@ class EventSender:
         return SentEvent(event, persisted.stream_ordering)
 
     def _build(self, version: RoomVersion, room_id: str | None, event_type: str, state_key: str | None, sender: str,
-               content: dict[str, Any], pos: RoomPosition, auth_events: dict[StateKey, Event],
-               redacts: str | None) -> Event:
-        auth_ids = [auth_events[k].event_id
-                    for k in auth_types_for_event(version, event_type, state_key, sender, content) if k in auth_events]
+               content: dict[str, Any], pos: RoomPosition, auth_ids: list[str], redacts: str | None) -> Event:
         try:
             return build_event(
                 version, room_id=room_id, type=event_type, state_key=state_key, sender=sender, content=content,
@@ -185,7 +182,7 @@ class EventSender:
         """Persist a new room's create event (its ID makes the room ID from v12 on)."""
         room_id = None if version.hydra else f"!{secrets.token_urlsafe(18)}:{self._hs.hostname}"
         pos = RoomPosition([], 1, None, {})
-        event = self._build(version, room_id, "m.room.create", "", sender, create_content, pos, {}, None)
+        event = self._build(version, room_id, "m.room.create", "", sender, create_content, pos, [], None)
         try:
             check_auth_rules(event, {})
         except AuthError as e:

@@ -63,6 +63,15 @@ class SyncExtension(Protocol):
         ...
 
 
+def cut_to_event_fields(sync_filter: Filter, rooms: dict[str, dict[str, Any]]) -> None:
+    """The filter's `event_fields`: keep only the listed fields of timeline and state events."""
+    for section in ("join", "leave"):
+        for room in rooms[section].values():
+            for part in ("timeline", "state", "state_after"):
+                if part in room:
+                    room[part]["events"] = [sync_filter.apply_event_fields(e) for e in room[part]["events"]]
+
+
 def is_ignored(ctx: SyncContext, stored: Any) -> bool:
     """Messages from users the syncing user ignores are left out; their state changes are not."""
     return stored.event.sender in ctx.ignored_users and not stored.event.is_state()
@@ -110,16 +119,19 @@ class SyncHandler:
         ctx.response = {"next_batch": now.serialize(), "rooms": rooms}
         # Unread counts of every joined room, read while the timelines are read (two pool
         # connections, one round trip of waiting instead of two).
-        joined = [r.room_id for r in await self._store.events.get_rooms_for_user(ctx.user_id, memberships=("join",))]
+        memberships = await self._store.events.get_rooms_for_user(ctx.user_id, memberships=MEMBERSHIPS)
+        joined = [r.room_id for r in memberships if r.membership == "join"]
         counts_read = defer.ensureDeferred(self._hs.push_actions_handler.get_counts(
             ctx.user_id, joined, up_to=now.events, threads=sync_filter.timeline.unread_thread_notifications))
         try:
-            has_data = await self._fill_rooms(ctx, rooms)
+            has_data = await self._fill_rooms(ctx, rooms, memberships)
             for ext in self._extensions:
                 has_data = await ext.fill(ctx) or has_data
         except Exception:
             counts_read.addErrback(lambda _: None)  # the sync's own error is the one to report
             raise
+        if sync_filter.event_fields is not None:
+            cut_to_event_fields(sync_filter, rooms)
         counts = await counts_read
         # After the extensions, which add rooms too (a new receipt): every joined entry needs its counts.
         for room_id, entry in rooms["join"].items():
@@ -127,9 +139,8 @@ class SyncHandler:
         ctx.response["_has_data"] = has_data
         return ctx
 
-    async def _fill_rooms(self, ctx: SyncContext, rooms: dict[str, dict[str, Any]]) -> bool:
+    async def _fill_rooms(self, ctx: SyncContext, rooms: dict[str, dict[str, Any]], memberships: list[Any]) -> bool:
         user_id = ctx.user_id
-        memberships = await self._store.events.get_rooms_for_user(user_id, memberships=MEMBERSHIPS)
         since_events = ctx.since.events if ctx.since is not None else None
         joined: list[str] = []
         newly_joined: set[str] = set()

@@ -40,6 +40,7 @@ from nio import (
 )
 from nio.api import ReceiptType
 
+from tests.e2e.e2ee_clients import ok
 from tests.e2e.server_process import ServerProcess, init_data_dir, running_server
 
 PASSWORD = "correct horse battery staple 42"
@@ -83,16 +84,6 @@ async def _register(base_url: str, name: str) -> AsyncClient:
     return client
 
 
-def _ok(response: Any, kind: type) -> Any:
-    """`response` if nio parsed it as `kind`; else fail naming the request and the server's error."""
-    if isinstance(response, kind):
-        return response
-    http = getattr(response, "transport_response", None)
-    request = f"{http.method} {http.url.path} -> {http.status}" if http is not None else "(no HTTP response)"
-    error = getattr(response, "status_code", None), getattr(response, "message", response)
-    raise AssertionError(f"expected {kind.__name__}, got {type(response).__name__}: {request} {error}")
-
-
 async def _sync_until(
     client: AsyncClient, found: Callable[[SyncResponse], Any], what: str
 ) -> tuple[SyncResponse, Any]:
@@ -104,7 +95,7 @@ async def _sync_until(
     deadline = time.monotonic() + SYNC_WAIT
     for _ in range(SYNC_ANSWERS):
         response = await client.sync(timeout=int(SYNC_WAIT * 1000), sync_filter=SYNC_FILTER)
-        _ok(response, SyncResponse)
+        ok(response, SyncResponse)
         result = found(response)
         if result:
             return response, result
@@ -147,18 +138,18 @@ async def scenario(base_url: str) -> None:
 
 async def _chat(alice: AsyncClient, bob: AsyncClient) -> None:
     # Alice creates a private room and invites bob, who sees the invite in /sync and joins.
-    created = _ok(await alice.room_create(name="nio room", preset=RoomPreset.private_chat), RoomCreateResponse)
+    created = ok(await alice.room_create(name="nio room", preset=RoomPreset.private_chat), RoomCreateResponse)
     room_id = created.room_id
-    _ok(await bob.sync(timeout=0, sync_filter=SYNC_FILTER), SyncResponse)
-    _ok(await alice.room_invite(room_id, bob.user_id), RoomInviteResponse)
+    ok(await bob.sync(timeout=0, sync_filter=SYNC_FILTER), SyncResponse)
+    ok(await alice.room_invite(room_id, bob.user_id), RoomInviteResponse)
     await _sync_until(bob, lambda r: room_id in r.rooms.invite, "the invite")
-    _ok(await bob.join(room_id), JoinResponse)
+    ok(await bob.join(room_id), JoinResponse)
     await _sync_until(bob, lambda r: room_id in r.rooms.join, "the joined room")
 
     # 200 messages; bob's next sync shows the latest few and a gap to fill by paginating back.
     sent = []
     for i in range(MESSAGES):
-        response = _ok(await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"message {i}"}),
+        response = ok(await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"message {i}"}),
                        RoomSendResponse)
         sent.append(response.event_id)
     assert len(set(sent)) == MESSAGES, "every send must create its own event"
@@ -182,7 +173,7 @@ async def _chat(alice: AsyncClient, bob: AsyncClient) -> None:
         "the live message",
         alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "live"}),
     )
-    live_id = _ok(sent_live, RoomSendResponse).event_id
+    live_id = ok(sent_live, RoomSendResponse).event_id
 
     # Typing, on and off.
     def typing(users: list[str]) -> Callable[[SyncResponse], bool]:
@@ -190,9 +181,9 @@ async def _chat(alice: AsyncClient, bob: AsyncClient) -> None:
 
     done, _ = await _while_syncing(bob, typing([alice.user_id]), "alice typing",
                                    alice.room_typing(room_id, True, timeout=30000))
-    _ok(done, RoomTypingResponse)
+    ok(done, RoomTypingResponse)
     done, _ = await _while_syncing(bob, typing([]), "alice no longer typing", alice.room_typing(room_id, False))
-    _ok(done, RoomTypingResponse)
+    ok(done, RoomTypingResponse)
 
     # Receipts: bob's read marker and read receipt, then a threaded receipt; alice sees both.
     def receipt(event_id: str, thread_id: str | None) -> Callable[[SyncResponse], bool]:
@@ -202,13 +193,13 @@ async def _chat(alice: AsyncClient, bob: AsyncClient) -> None:
                 for rc in e.receipts)
             for e in _ephemeral(r, room_id))
 
-    _ok(await alice.sync(timeout=0, sync_filter=SYNC_FILTER), SyncResponse)
+    ok(await alice.sync(timeout=0, sync_filter=SYNC_FILTER), SyncResponse)
     done, _ = await _while_syncing(alice, receipt(sent[-1], None), "bob's read receipt",
                                    bob.room_read_markers(room_id, fully_read_event=sent[-1], read_event=sent[-1]))
-    _ok(done, RoomReadMarkersResponse)
+    ok(done, RoomReadMarkersResponse)
     done, _ = await _while_syncing(alice, receipt(live_id, "main"), "bob's threaded receipt",
                                    bob.update_receipt_marker(room_id, live_id, ReceiptType.read, thread_id="main"))
-    _ok(done, UpdateReceiptMarkerResponse)
+    ok(done, UpdateReceiptMarkerResponse)
 
     def fully_read(r: SyncResponse) -> list[str]:
         room = r.rooms.join.get(room_id)
@@ -223,11 +214,11 @@ async def _chat(alice: AsyncClient, bob: AsyncClient) -> None:
         bob, lambda r: [e for e in _timeline(r, room_id) if e.source["type"] == "m.room.redaction"],
         "the redaction", alice.room_redact(room_id, victim, reason="typo"),
     )
-    _ok(done, RoomRedactResponse)
+    ok(done, RoomRedactResponse)
     redaction = redactions[0].source
     assert victim in (redaction.get("redacts"), redaction["content"].get("redacts")), redaction
     history = await _paginate_back(bob, room_id, timeline.prev_batch)
-    fetched = _ok(await bob.room_get_event(room_id, victim), RoomGetEventResponse).event.source
+    fetched = ok(await bob.room_get_event(room_id, victim), RoomGetEventResponse).event.source
     for redacted in [e.source for e in history if e.event_id == victim] + [fetched]:
         assert redacted["content"] == {}, f"a redacted message keeps no content: {redacted}"
         assert "redacted_because" in redacted.get("unsigned", {}), redacted
@@ -238,16 +229,16 @@ async def _chat(alice: AsyncClient, bob: AsyncClient) -> None:
         bob, lambda r: [e for e in _timeline(r, room_id) if e.source["type"] == "m.room.topic"],
         "the topic change", alice.room_put_state(room_id, "m.room.topic", {"topic": "the new topic"}),
     )
-    _ok(done, RoomPutStateResponse)
+    ok(done, RoomPutStateResponse)
     assert bob.rooms[room_id].topic == "the new topic"
 
     # Leave and rejoin: the room moves to "leave", then (private room: a new invite) back to "join".
     done, _ = await _while_syncing(bob, lambda r: room_id in r.rooms.leave, "the room under leave",
                                    bob.room_leave(room_id))
-    _ok(done, RoomLeaveResponse)
-    _ok(await alice.room_invite(room_id, bob.user_id), RoomInviteResponse)
+    ok(done, RoomLeaveResponse)
+    ok(await alice.room_invite(room_id, bob.user_id), RoomInviteResponse)
     await _sync_until(bob, lambda r: room_id in r.rooms.invite, "the second invite")
-    _ok(await bob.join(room_id), JoinResponse)
+    ok(await bob.join(room_id), JoinResponse)
     response, _ = await _sync_until(bob, lambda r: room_id in r.rooms.join, "the room back under join")
     assert room_id not in response.rooms.leave
     memberships = [e.source["content"]["membership"] for e in _timeline(response, room_id)
@@ -259,7 +250,7 @@ async def _paginate_back(client: AsyncClient, room_id: str, token: str) -> list[
     """Every event before `token`, newest first, by /messages pages until the room's start."""
     events: list[Any] = []
     for _ in range(MESSAGES):  # far more pages than needed: a server that never ends fails
-        page = _ok(await client.room_messages(room_id, start=token, direction=MessageDirection.back, limit=PAGE),
+        page = ok(await client.room_messages(room_id, start=token, direction=MessageDirection.back, limit=PAGE),
                    RoomMessagesResponse)
         events.extend(page.chunk)
         if not page.chunk or not page.end:

@@ -156,3 +156,15 @@ async def test_use_state_after(server: TestServer) -> None:
     initial = (await alice.get(f"{V3}/sync?use_state_after=true")).json["rooms"]["join"][room_id]
     names = [e["content"]["name"] for e in initial["state_after"]["events"] if e["type"] == "m.room.name"]
     assert names == ["After"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_filter_event_fields(server: TestServer) -> None:
+    alice = await server.register("alice")
+    room_id = await create_room(alice)
+    await send(alice, room_id, "hello", "t1")
+    # The spec's schema marks event_id, sender... required, which `event_fields` is there to cut out.
+    result = (await alice.get(f'{V3}/sync?filter={{"event_fields":["type","content.body"]}}', check_spec=False)).json
+    timeline = result["rooms"]["join"][room_id]["timeline"]["events"]
+    assert timeline[-1] == {"type": "m.room.message", "content": {"body": "hello"}}
+    assert all(set(e) <= {"type", "content"} for e in timeline)

@@ -89,13 +89,11 @@ class JoinedMembersServlet(Servlet):
         membership = await self.hs.visibility.require_can_read_room(room_id, requester.user_id)
         if membership != "join":
             raise forbidden("You must be in the room to list its members.")
-        state = await self.hs.store.state.get_current_state_events_for_rooms([room_id])
-        joined = {}
-        for (event_type, user_id), stored in state.get(room_id, {}).items():
-            if event_type == "m.room.member" and stored.event.membership == "join":
-                content = stored.event.content
-                joined[user_id] = {k: content[c] for k, c in (("display_name", "displayname"), ("avatar_url", "avatar_url"))
-                                   if isinstance(content.get(c), str)}
+        members = await self.hs.store.events.get_joined_members_with_profiles(room_id)
+        joined = {
+            user_id: {k: v for k, v in (("display_name", p.display_name), ("avatar_url", p.avatar_url)) if v is not None}
+            for user_id, p in members.items()
+        }
         return HTTPStatus.OK, {"joined": joined}
 
 
