@@ -41,19 +41,40 @@ _Hook = tuple[Callable[..., None], tuple[Any, ...]]
 class Transaction:
     """A cursor in an open transaction, speaking ``?`` placeholders on both engines."""
 
-    __slots__ = ("engine", "desc", "_cursor", "_after_commit", "_after_rollback")
+    __slots__ = ("engine", "desc", "_cursor", "_opening", "_after_commit", "_after_rollback")
 
-    def __init__(self, engine: BaseEngine, cursor: Any, desc: str) -> None:
+    def __init__(self, engine: BaseEngine, cursor: Any, desc: str, opening: str | None = None) -> None:
         self.engine = engine
         self.desc = desc
         self._cursor = cursor
+        # The statement opening the transaction, until it goes out with the first statement.
+        self._opening = opening
         self._after_commit: list[_Hook] = []
         self._after_rollback: list[_Hook] = []
 
+    @property
+    def opened(self) -> bool:
+        """Whether the transaction is open on the server (so there is something to commit)."""
+        return self._opening is None
+
+    def replace_opening(self, opening: str) -> bool:
+        """Open the transaction with `opening` instead; False if it is open already."""
+        if self._opening is None:
+            return False
+        self._opening = opening
+        return True
+
     def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
-        self._cursor.execute(self.engine.convert_sql(sql), tuple(args))
+        sql = self.engine.convert_sql(sql)
+        if self._opening is not None:
+            sql = f"{self._opening};\n{sql}"
+            self._opening = None
+        self._cursor.execute(sql, tuple(args))
 
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        if self._opening is not None:
+            self._cursor.execute(self._opening)
+            self._opening = None
         self.engine.execute_many(self._cursor, self.engine.convert_sql(sql), rows)
 
     def fetchone(self) -> tuple[Any, ...] | None:
@@ -251,13 +272,13 @@ class Database:
         conn = None
         try:
             conn = self._connection()
-            self.engine.begin(conn)
-            txn = Transaction(self.engine, conn.cursor(), desc)
+            txn = Transaction(self.engine, conn.cursor(), desc, self.engine.begin(conn))
             result = func(txn, *args, **kwargs)
-            self.engine.commit(conn)
+            if txn.opened:
+                self.engine.commit(conn)
             return _Outcome(result=result, hooks=txn._after_commit)
         except Exception as e:
-            if conn is not None:
+            if conn is not None and (txn is None or txn.opened):
                 self._roll_back(conn, desc)
             return _Outcome(error=e, hooks=txn._after_rollback if txn is not None else [])
         finally:

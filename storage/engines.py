@@ -40,8 +40,9 @@ class BaseEngine(abc.ABC):
         """A new DB-API connection, configured and checked for compatibility."""
 
     @abc.abstractmethod
-    def begin(self, conn: Any) -> None:
-        """Open a transaction on `conn`."""
+    def begin(self, conn: Any) -> str | None:
+        """Open a transaction on `conn`, or return the statement that opens it, which the
+        `Transaction` sends together with its first statement (a round trip less)."""
 
     def commit(self, conn: Any) -> None:
         conn.commit()
@@ -132,8 +133,9 @@ class Sqlite3Engine(BaseEngine):
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
-    def begin(self, conn: Any) -> None:
-        conn.execute("BEGIN IMMEDIATE")
+    def begin(self, conn: Any) -> str | None:
+        conn.execute("BEGIN IMMEDIATE")  # in-process: no round trip to save
+        return None
 
     def commit(self, conn: Any) -> None:
         conn.execute("COMMIT")
@@ -218,10 +220,9 @@ class PostgresEngine(BaseEngine):
         try:
             psycopg2.extensions.register_type(self._bytea, conn)
             conn.set_client_encoding("UTF8")
-            conn.set_session(
-                isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ,
-                autocommit=False,
-            )
+            # We send BEGIN ourselves, with the transaction's first statement: psycopg2's own
+            # implicit BEGIN would cost a round trip of its own in every transaction.
+            conn.set_session(autocommit=True)
             self._check_database(conn)
         except BaseException:
             conn.close()
@@ -235,7 +236,6 @@ class PostgresEngine(BaseEngine):
                 " FROM pg_database WHERE datname = current_database()"
             )
             dbname, encoding, collate, ctype = cur.fetchone()
-        conn.rollback()
         if conn.server_version < MIN_POSTGRES_VERSION:
             raise IncompatibleDatabaseError(
                 f"PostgreSQL {conn.server_version // 10000} is too old: piman needs 13 or newer"
@@ -258,8 +258,16 @@ class PostgresEngine(BaseEngine):
                 f"`allow_unsafe_locale: true` in the database section to accept the risk."
             )
 
-    def begin(self, conn: Any) -> None:
-        """psycopg2 opens the transaction implicitly at the first statement."""
+    def begin(self, conn: Any) -> str | None:
+        return "BEGIN ISOLATION LEVEL REPEATABLE READ"
+
+    def commit(self, conn: Any) -> None:
+        with conn.cursor() as cur:
+            cur.execute("COMMIT")
+
+    def rollback(self, conn: Any) -> None:
+        with conn.cursor() as cur:
+            cur.execute("ROLLBACK")
 
     def convert_sql(self, sql: str) -> str:
         return _to_pyformat(sql)
@@ -276,7 +284,8 @@ class PostgresEngine(BaseEngine):
         return bool(conn.closed)
 
     def set_read_committed(self, txn: Any) -> None:
-        txn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        if not txn.replace_opening("BEGIN ISOLATION LEVEL READ COMMITTED"):
+            txn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
     def lock_schema(self, txn: Any) -> None:
         # At REPEATABLE READ the snapshot would be taken by the locking

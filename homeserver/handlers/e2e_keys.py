@@ -246,6 +246,8 @@ class E2EKeysHandler:
         if since.events >= now.events:
             return changed, set()
         rooms_now = [r.room_id for r in await self._store.events.get_rooms_for_user(user_id, ("join",))]
+        if self._store.events.memberships_unchanged_since(user_id, rooms_now, since.events):
+            return changed, set()  # the common case: a message woke the sync, nobody joined or left
         own, others = await self._keys.get_membership_transitions(user_id, rooms_now, since.events, now.events)
         maybe_new = {t.user_id for t in others if t.joined_now}
         maybe_left = {t.user_id for t in others if not t.joined_now}

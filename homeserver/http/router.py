@@ -44,6 +44,24 @@ class Route:
     pattern: re.Pattern[str]
     servlet: Any
     name: str
+    order: int  # registration order: the first route with a handler for the method wins
+
+
+_REGEX_SYNTAX = frozenset("()[]{}.*+?\\^$|")
+_BUCKET_PARTS = 5  # "", "_matrix", "client", "v3", "rooms": the first four segments of a path
+
+
+def _bucket_of_path(path: str) -> str:
+    return "/".join(path.split("/", _BUCKET_PARTS)[:_BUCKET_PARTS])
+
+
+def _bucket_of_pattern(pattern: str) -> str | None:
+    """The bucket of every path the pattern can match, if its literal start fixes one."""
+    end = next((i for i, c in enumerate(pattern) if c in _REGEX_SYNTAX), len(pattern))
+    literal = pattern[:end]
+    parts = literal.split("/")
+    complete = len(parts) > _BUCKET_PARTS or (end == len(pattern) and len(parts) == _BUCKET_PARTS)
+    return _bucket_of_path(literal) if complete else None
 
 
 class InflightRequests:
@@ -100,7 +118,11 @@ class JsonRouter(Resource):
         max_json_body_size: int,
     ) -> None:
         super().__init__()
-        self._routes: list[Route] = []
+        # Routes by the first four segments of the paths they match, so a request tries a
+        # handful of regexes instead of all of them; `_unbucketed` routes are always tried.
+        self._buckets: dict[str, list[Route]] = {}
+        self._unbucketed: list[Route] = []
+        self._route_count = 0
         self._metrics = metrics
         self._inflight = inflight
         self._max_json_body_size = max_json_body_size
@@ -108,7 +130,10 @@ class JsonRouter(Resource):
     def register(self, servlet: Any) -> None:
         name = type(servlet).__name__
         for pattern in servlet.PATTERNS:
-            self._routes.append(Route(re.compile(pattern), servlet, name))
+            route = Route(re.compile(pattern), servlet, name, self._route_count)
+            self._route_count += 1
+            bucket = _bucket_of_pattern(pattern)
+            (self._unbucketed if bucket is None else self._buckets.setdefault(bucket, [])).append(route)
 
     def register_all(self, servlets: Iterable[Any]) -> None:
         for servlet in servlets:
@@ -126,7 +151,10 @@ class JsonRouter(Resource):
     def _match(self, path: str) -> tuple[list[tuple[Route, dict[str, str]]], set[str]]:
         matches = []
         allowed: set[str] = set()
-        for route in self._routes:
+        candidates = self._buckets.get(_bucket_of_path(path), [])
+        if self._unbucketed:
+            candidates = sorted(candidates + self._unbucketed, key=lambda r: r.order)
+        for route in candidates:
             m = route.pattern.fullmatch(path)
             if m is None:
                 continue

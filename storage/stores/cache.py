@@ -97,6 +97,10 @@ class WriteFence:
         stamp = self._last_write[key] = self._tick()
         return stamp, alone
 
+    def mark_written(self, key: Hashable) -> None:
+        """A write of `key` just committed: reads that started before it must not fill."""
+        self.finish_write(key, self.start_write(key))
+
     def finish_write(self, key: Hashable, token: tuple[int, bool]) -> bool:
         """End a write; True if no other write of `key` overlapped it."""
         self._in_flight[key] -= 1

@@ -17,7 +17,13 @@ from typing import Callable, Collection, Iterable, Mapping, Sequence
 from storage.database import Database, Transaction
 from storage.sealing import Sealer
 from storage.streams import StreamIdGenerator
+from storage.stores.cache import LruCache, WriteFence
 from storage.stores.event_fetch import chunks, placeholders
+
+# Devices whose one-time key counts stay in memory: every /sync of a device reads them.
+KEY_COUNTS_CACHE_DEVICES = 50_000
+
+KeyCounts = tuple[dict[str, int], list[str]]
 
 # (user whose keys changed, stream position, the only user who may hear of it or None for all)
 ChangeListener = Callable[[str, int, "str | None"], None]
@@ -95,6 +101,9 @@ class E2EKeyStore:
         self._sealer = sealer
         self.stream = stream
         self.change_listeners: list[ChangeListener] = []
+        # (user, device) -> its key counts; dropped after every committed write that may change them.
+        self._key_counts: LruCache[tuple[str, str], KeyCounts] = LruCache(KEY_COUNTS_CACHE_DEVICES)
+        self._key_counts_fence = WriteFence()
 
     # -- writes ------------------------------------------------------------
 
@@ -126,6 +135,7 @@ class E2EKeyStore:
                     " SET key_id = excluded.key_id, key_json = excluded.key_json, used = FALSE",
                     (user_id, device_id, algorithm, key_id, key_json),
                 )
+            txn.call_after(self._key_counts_changed, [(user_id, device_id)])
             return UploadResult(self._count_txn(txn, user_id, device_id), position)
 
         return await self._db.run_interaction("upload_e2e_keys", _upload_keys_txn)
@@ -188,6 +198,7 @@ class E2EKeyStore:
                     fallback = True
                 if row is not None:
                     claimed.append(ClaimedKey(user_id, device_id, algorithm, row[0], row[1], fallback))
+            txn.call_after(self._key_counts_changed, [(c.user_id, c.device_id) for c in claimed])
             return claimed
 
         return await self._db.run_interaction("claim_e2e_keys", _claim_keys_txn)
@@ -242,6 +253,7 @@ class E2EKeyStore:
         and the user's device list changed if any of them had keys (the keys go by cascade)."""
         if not device_ids:
             return
+        txn.call_after(self._key_counts_changed, [(user_id, d) for d in device_ids])
         txn.execute_many(
             "DELETE FROM e2e_cross_signing_signatures WHERE target_user_id = ? AND target_key_id = ?",
             [(user_id, d) for d in device_ids],
@@ -276,19 +288,35 @@ class E2EKeyStore:
 
     # -- reads -------------------------------------------------------------
 
-    async def count_one_time_keys(self, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
-        """Unclaimed one-time keys per algorithm, and the algorithms with an unused fallback key."""
+    async def count_one_time_keys(self, user_id: str, device_id: str) -> KeyCounts:
+        """Unclaimed one-time keys per algorithm, and the algorithms with an unused fallback key.
 
-        def _count_txn(txn: Transaction) -> tuple[dict[str, int], list[str]]:
-            counts = self._count_txn(txn, user_id, device_id)
-            txn.execute(
-                "SELECT algorithm FROM e2e_fallback_keys WHERE user_id = ? AND device_id = ? AND NOT used"
-                " ORDER BY algorithm",
-                (user_id, device_id),
-            )
-            return counts, [row[0] for row in txn.fetchall()]
+        From memory when nothing changed them since the last read: a woken /sync then needs no
+        database round trip for them.
+        """
+        key = (user_id, device_id)
+        cached = self._key_counts.get(key)
+        if cached is None:
+            token = self._key_counts_fence.start_read(key)
+            cached = await self._db.run_interaction("count_e2e_one_time_keys", self._count_all_txn, user_id, device_id)
+            if self._key_counts_fence.read_still_valid(key, token):
+                self._key_counts.set(key, cached)
+        return dict(cached[0]), list(cached[1])
 
-        return await self._db.run_interaction("count_e2e_one_time_keys", _count_txn)
+    def _key_counts_changed(self, devices: list[tuple[str, str]]) -> None:
+        for key in devices:
+            self._key_counts_fence.mark_written(key)
+            self._key_counts.pop(key)
+
+    @classmethod
+    def _count_all_txn(cls, txn: Transaction, user_id: str, device_id: str) -> KeyCounts:
+        counts = cls._count_txn(txn, user_id, device_id)
+        txn.execute(
+            "SELECT algorithm FROM e2e_fallback_keys WHERE user_id = ? AND device_id = ? AND NOT used"
+            " ORDER BY algorithm",
+            (user_id, device_id),
+        )
+        return counts, [row[0] for row in txn.fetchall()]
 
     @staticmethod
     def _count_txn(txn: Transaction, user_id: str, device_id: str) -> dict[str, int]:

@@ -102,6 +102,9 @@ class EventStore(TimelineQueries, MembershipQueries):
         # for positions after `_changes_known_from` (set at the first use).
         self._room_last_change: dict[str, int] = {}
         self._changes_known_from: int | None = None
+        # The same for member events: per room, and per user whose membership it is.
+        self._room_last_membership: dict[str, int] = {}
+        self._user_last_membership: dict[str, int] = {}
         # room -> its latest timeline events persisted here, (stream_ordering, event_id) in order;
         # complete for positions after `_recent_complete_from[room]`. Incremental syncs read
         # them instead of querying: a message wakes every member's sync.
@@ -191,6 +194,11 @@ class EventStore(TimelineQueries, MembershipQueries):
             if outcome.group_state is not None:
                 self._state.cache_group(persisted.state_group, outcome.group_state)
         self._state.after_current_state_write(event.room_id, outcome.current_state_delta, alone)
+        if event.type == "m.room.member" and event.state_key is not None:
+            ordering = persisted.stream_ordering
+            self._room_last_membership[event.room_id] = max(self._room_last_membership.get(event.room_id, 0), ordering)
+            self._user_last_membership[event.state_key] = max(self._user_last_membership.get(event.state_key, 0),
+                                                              ordering)
         if outcome.in_timeline:
             # Alone, the cached extremities (if any) were true before and nobody else moved them.
             cached = self._extremities.get(event.room_id) if alone else None
@@ -216,6 +224,15 @@ class EventStore(TimelineQueries, MembershipQueries):
         if len(recent) > RECENT_EVENTS_PER_ROOM:
             evicted_ordering, _ = recent.pop(0)
             self._recent_complete_from[room_id] = evicted_ordering
+
+    def memberships_unchanged_since(self, user_id: str, room_ids: Iterable[str], from_stream: int) -> bool:
+        """True if memory proves that no member event of `user_id`, nor any in `room_ids`, was
+        persisted after `from_stream`; False if it can't tell."""
+        if self._changes_known_from is None or from_stream < self._changes_known_from:
+            return False
+        if self._user_last_membership.get(user_id, 0) > from_stream:
+            return False
+        return all(self._room_last_membership.get(r, 0) <= from_stream for r in room_ids)
 
     def recent_event_ids(self, room_id: str, after_stream: int, before_stream: int | None) -> list[str] | None:
         """Event ids of the room's timeline in (after_stream, before_stream), oldest first, from

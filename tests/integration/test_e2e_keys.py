@@ -405,3 +405,26 @@ async def test_signatures_upload(server: TestServer) -> None:
         cs_key(alice, "master", a_master), carol.user_id, cross_signing_key())}})
     assert resp.json["failures"][alice.user_id][public(a_master)]["errcode"] == "M_INVALID_SIGNATURE"
     assert carol.user_id not in (await query(carol, alice.user_id))["master_keys"][alice.user_id]["signatures"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_key_counts_start_again_for_a_device_id_reused_after_logout(server: TestServer) -> None:
+    """/sync keeps key counts in memory: deleting a device must not leave its counts to a new device of that ID."""
+    alice = await server.register("alice", PASSWORD)
+
+    async def log_in_as_phone() -> Client:
+        resp = await server.client().post(f"{V3}/login", {
+            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": alice.user_id},
+            "password": PASSWORD, "device_id": "PHONE"})
+        assert resp.code == 200, resp
+        phone = server.client(resp.json["access_token"])
+        phone.user_id, phone.device_id = alice.user_id, "PHONE"
+        return phone
+
+    phone = await log_in_as_phone()
+    key = device_signing_key("PHONE")
+    await upload(phone, {"one_time_keys": one_time_keys(phone, key, 3)})
+    assert (await sync(phone))["device_one_time_keys_count"] == {"signed_curve25519": 3}
+    assert (await phone.post(f"{V3}/logout", {})).code == 200
+    phone = await log_in_as_phone()
+    assert (await sync(phone))["device_one_time_keys_count"] == {"signed_curve25519": 0}

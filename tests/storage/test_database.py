@@ -276,3 +276,48 @@ if "postgres" in ENGINES:
         finally:
             await db.close()
             postgres_server.drop_database(name)
+
+    @pytest_twisted.ensureDeferred
+    async def test_postgres_transactions_open_with_their_first_statement(
+        reactor: Any, postgres_server: Any
+    ) -> None:
+        """BEGIN travels with the first statement; the isolation level is still the one asked for,
+        every statement of a transaction shares one snapshot, and a failure rolls everything back."""
+        name = postgres_server.create_database()
+        args = {**postgres_server.connect_args, "database": name, "cp_min": 1, "cp_max": 1}
+        db = Database(create_engine({"name": "psycopg2", "args": args}), reactor)
+        try:
+            await _make_table(db)
+
+            def isolation(txn: Transaction, read_committed: bool) -> str:
+                if read_committed:
+                    txn.set_read_committed()
+                txn.execute("SHOW transaction_isolation")
+                return txn.fetchone()[0]  # type: ignore[index]
+
+            assert await db.run_interaction("iso", isolation, False) == "repeatable read"
+            assert await db.run_interaction("iso", isolation, True) == "read committed"
+
+            def two_statements(txn: Transaction) -> tuple[Any, Any]:
+                txn.execute("SELECT txid_current()")
+                first = txn.fetchone()
+                txn.execute_many("INSERT INTO t (k, v) VALUES (?, ?)", [(1, "a")])
+                txn.execute("SELECT txid_current()")
+                return first, txn.fetchone()
+
+            first, second = await db.run_interaction("two", two_statements)
+            assert first == second  # one transaction, not autocommitted statements
+
+            def fails_after_writing(txn: Transaction) -> None:
+                txn.execute("INSERT INTO t (k, v) VALUES (?, ?)", (2, "b"))
+                raise ValueError("boom")
+
+            with pytest.raises(ValueError):
+                await db.run_interaction("fail", fails_after_writing)
+            assert await _rows(db) == [(1, "a")]
+            assert await db.run_interaction("nothing", lambda txn: 42) == 42  # no statement, nothing to commit
+            [(state,)] = await db.execute("state", "SELECT state FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+            assert state == "active"
+        finally:
+            await db.close()
+            postgres_server.drop_database(name)

@@ -112,3 +112,26 @@ async def test_out_of_band_invite_is_a_membership_without_room_state(datastore: 
     assert [c.event_id for c in changes] == [invite.event_id]
     assert await datastore.state.get_current_state(remote.room_id) == {}
     assert await datastore.events.get_forward_extremities(remote.room_id) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_memberships_unchanged_since_is_proved_from_memory_or_not_at_all(datastore: DataStore) -> None:
+    events = datastore.events
+    before_memory = datastore.events_stream.get_current_token()
+    room = RoomBuilder(datastore)
+    await room.create()
+    other = RoomBuilder(datastore)
+    await other.create()
+    # Positions from before this process started writing: memory can't tell.
+    assert not events.memberships_unchanged_since(BOB, [room.room_id], before_memory - 1)
+    await room.member(ALICE, "join")
+    since = datastore.events_stream.get_current_token()
+    assert events.memberships_unchanged_since(BOB, [room.room_id, other.room_id], since)
+    await room.message("hello")  # not a membership change
+    assert events.memberships_unchanged_since(BOB, [room.room_id], since)
+    await room.member(CAROL, "join")  # someone joins one of bob's rooms
+    assert not events.memberships_unchanged_since(BOB, [room.room_id], since)
+    assert events.memberships_unchanged_since(BOB, [other.room_id], since)
+    since = datastore.events_stream.get_current_token()
+    await other.member(BOB, "join")  # bob's own membership, in a room he doesn't list
+    assert not events.memberships_unchanged_since(BOB, [room.room_id], since)
