@@ -13,6 +13,7 @@ from twisted.internet import defer
 
 from config import ConfigError, generate_config_yaml, load_config
 from federation.signing_keys import SigningKeyError, generate_signing_key_file
+from homeserver.admin_cli import add_all_commands
 from storage.sealing import DataKeyError, generate_data_key_file
 
 DEFAULT_DATA_DIR = "piman-data"
@@ -160,32 +161,44 @@ def cmd_register(args: argparse.Namespace) -> int:
     return _run_in_reactor(main)
 
 
-def cmd_admin_media(args: argparse.Namespace) -> int:
-    """List or delete one user's media, straight from the database and the media store."""
+def run_on_homeserver(config_path: str, main: Callable[[Any], Awaitable[int]]) -> int:
+    """Run `main(hs)` on the configured organisation's store (no listener); for admin commands.
+
+    Raise `CommandError` in `main` for a failure the admin can act on: it is printed as one line.
+    """
     from homeserver.server import HomeServer
 
-    config = load_config(args.config)
+    config = load_config(config_path)
 
-    async def main(reactor: Any) -> int:
+    async def in_reactor(reactor: Any) -> int:
         hs = HomeServer(config, reactor)
         await hs.setup()
         try:
-            repo = hs.media_repository
-            if args.media_command == "list":
-                for media in await repo.list_user_media(args.user):
-                    state = "uploaded" if media.upload_ts is not None else "pending"
-                    print(f"{repo.mxc(media.media_id)}\t{media.content_type or '-'}\t{media.size or 0}\t"
-                          f"{media.created_ts}\t{state}")
-                return 0
-            deleted = await repo.delete_user_media(args.user, args.media_id)
+            return await main(hs)
         finally:
             await hs.store.close()
+
+    return _run_in_reactor(in_reactor)
+
+
+def cmd_admin_media(args: argparse.Namespace) -> int:
+    """List or delete one user's media, straight from the database and the media store."""
+
+    async def main(hs: Any) -> int:
+        repo = hs.media_repository
+        if args.media_command == "list":
+            for media in await repo.list_user_media(args.user):
+                state = "uploaded" if media.upload_ts is not None else "pending"
+                print(f"{repo.mxc(media.media_id)}\t{media.content_type or '-'}\t{media.size or 0}\t"
+                      f"{media.created_ts}\t{state}")
+            return 0
+        deleted = await repo.delete_user_media(args.user, args.media_id)
         if args.media_id is not None and not deleted:
             raise CommandError(f"{args.user} has no media {args.media_id}.")
         print(f"Deleted {len(deleted)} media item(s) of {args.user}.")
         return 0
 
-    return _run_in_reactor(main)
+    return run_on_homeserver(args.config, main)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -230,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "delete":
             c.add_argument("--media-id", default=None, help="delete only this media ID")
         c.set_defaults(func=cmd_admin_media)
+    add_all_commands(admin_sub)
 
     p = sub.add_parser("config", help="configuration tools")
     config_sub = p.add_subparsers(dest="config_command", required=True)

@@ -18,6 +18,7 @@ from storage.stores.e2e_keys import E2EKeyStore
 from storage.stores.event_fetch import EventFetcher
 from storage.stores.events import EventStore
 from storage.stores.filters import FilterStore
+from storage.stores.holds import HoldStore
 from storage.stores.key_backup import KeyBackupStore
 from storage.stores.media import MediaStore
 from storage.stores.presence import PresenceStore
@@ -75,6 +76,8 @@ class DataStore:
         self.devices.deletion_hooks.append(self.e2e_keys.devices_deleted_txn)
         # Media metadata; the sealed files are the media repository's (homeserver/media).
         self.media = MediaStore(db, sealer)
+        # Legal holds, which retention purges and account erasure respect.
+        self.holds = HoldStore(db, sealer)
 
     async def close(self) -> None:
         await self.db.close()

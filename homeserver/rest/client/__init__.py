@@ -32,6 +32,7 @@ from homeserver.rest.client import (
     user_directory,
     versions,
 )
+from homeserver.rest.admin import admin_servlets
 from synapse_compat import admin_register
 
 if TYPE_CHECKING:
@@ -44,4 +45,4 @@ MODULES = (versions, login, register, account, devices, rooms, room_reads, sync,
 
 
 def client_servlets(hs: "HomeServer") -> list[Any]:
-    return [servlet for module in MODULES for servlet in module.servlets(hs)]
+    return [servlet for module in MODULES for servlet in module.servlets(hs)] + admin_servlets(hs)

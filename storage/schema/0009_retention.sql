@@ -1,0 +1,2 @@
+-- retention (issue 6): per-room purge progress and purge bookkeeping
+-- (filled in by its feature; an empty migration is a no-op)

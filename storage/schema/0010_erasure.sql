@@ -1,0 +1,2 @@
+-- account erasure (issue 6): erased-user tombstones
+-- (filled in by its feature; an empty migration is a no-op)

@@ -1,0 +1,2 @@
+-- privacy policy consent and server-notice rooms (issue 6)
+-- (filled in by its feature; an empty migration is a no-op)

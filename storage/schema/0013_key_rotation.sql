@@ -1,0 +1,2 @@
+-- data key rotation (issue 6): re-seal progress
+-- (filled in by its feature; an empty migration is a no-op)
