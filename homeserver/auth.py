@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from homeserver.http.errors import MatrixError, missing_token, unknown_token
 from homeserver.http.site import PimanRequest
+from storage.stores.cache import LruCache
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -57,10 +58,15 @@ def get_access_token(request: PimanRequest) -> str | None:
     return None
 
 
+# Refresh tokens whose access tokens were seen in use by this process (their predecessors are gone).
+CONFIRMED_REFRESH_TOKENS_CACHE = 100_000
+
+
 class Auth:
     def __init__(self, hs: "HomeServer") -> None:
         self._store = hs.store
         self._clock = hs.clock
+        self._confirmed_refresh: LruCache[int, bool] = LruCache(CONFIRMED_REFRESH_TOKENS_CACHE)
 
     async def get_user_by_req(self, request: PimanRequest, *, allow_guest: bool = False,
                               allow_expired: bool = False) -> Requester:
@@ -79,6 +85,10 @@ class Auth:
         if info.is_guest and not allow_guest:
             raise MatrixError(HTTPStatus.FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN", "Guest accounts can't use this endpoint.")
         request.authenticated_entity = info.user_id
+        if info.refresh_token_id is not None and info.refresh_token_id not in self._confirmed_refresh:
+            # Spec: the old refresh token stays valid until the new access token (or refresh token) is used.
+            await self._store.tokens.delete_superseded_refresh_tokens(info.refresh_token_id)
+            self._confirmed_refresh.set(info.refresh_token_id, True)
         if info.device_id is not None:
             await self.record_device_seen(info.user_id, info.device_id, request)
         return Requester(info.user_id, info.device_id, info.is_guest, info.admin, info.token_id)

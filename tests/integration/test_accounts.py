@@ -253,3 +253,20 @@ async def test_refresh_tokens_rotate(server: TestServer) -> None:
     assert (replay.code, replay.json["errcode"]) == (401, "M_UNKNOWN_TOKEN")
     unknown = await server.client().post(f"{V3}/refresh", {"refresh_token": "pmrt_nope"})
     assert unknown.code == 401
+
+
+@pytest_twisted.ensureDeferred
+async def test_using_the_new_access_token_retires_the_old_refresh_token(server: TestServer) -> None:
+    """Spec: the old refresh token remains valid until the new access token or refresh token is used."""
+    await server.register("alice", "pw-alice-12")
+    first_refresh = (await login(server, "alice", "pw-alice-12", refresh_token=True)).json["refresh_token"]
+    refreshed = await server.client().post(f"{V3}/refresh", {"refresh_token": first_refresh})
+    assert refreshed.code == 200, refreshed
+    # Not used yet: a client that lost the answer may still retry with the first token.
+    retry = await server.client().post(f"{V3}/refresh", {"refresh_token": first_refresh})
+    assert retry.code == 200, retry
+    assert (await server.client(retry.json["access_token"]).get(f"{V3}/account/whoami")).code == 200
+    replay = await server.client().post(f"{V3}/refresh", {"refresh_token": first_refresh})
+    assert (replay.code, replay.json["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    # The successor issued with the lost answer was never used: the retry replaced it.
+    assert (await server.client(refreshed.json["access_token"]).get(f"{V3}/account/whoami")).code == 401
