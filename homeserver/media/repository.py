@@ -6,6 +6,8 @@ thumbnails), each sealed in chunks (see sealed_files); metadata is in the `media
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import re
 import secrets
@@ -17,17 +19,23 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, BinaryIO
 
 from twisted.internet import defer, threads
 
-from homeserver.http.errors import MatrixError, invalid_param, limit_exceeded, not_found
-from homeserver.media.sealed_files import SealedReader, write_sealed
+from homeserver.http.errors import MatrixError, invalid_param, limit_exceeded, not_found, too_large
+from homeserver.media.ranges import RangeNotSatisfiable, parse_range
+from homeserver.media.sealed_files import CHUNK_SIZE, SealedReader, write_sealed
 from homeserver.media.streaming import SealedFileProducer
 from storage.stores.media import LocalMedia, Thumbnail
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
+logger = logging.getLogger(__name__)
+
 _MEDIA_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _ID_ALPHABET = string.ascii_letters + string.digits
 MAX_WAIT_MS = 120_000
+# The sweep of reservations whose upload never came: how often, and how many rows per transaction.
+SWEEP_INTERVAL_S = 3600
+SWEEP_BATCH_SIZE = 100
 DEFAULT_WAIT_MS = 20_000
 
 # Types a browser may show in place: they cannot run script. Anything else is an attachment.
@@ -129,11 +137,15 @@ class MediaRepository:
             raise
         return self.mxc(media_id)
 
+    async def store_preview_image(self, user_id: str, data: bytes, content_type: str) -> str:
+        """Keep a URL preview's image as `user_id`'s media (sealed, counted in their quota); its mxc URI."""
+        if len(data) > self.max_upload_size:
+            raise too_large(self.max_upload_size)
+        return await self.upload(user_id, io.BytesIO(data), len(data), content_type, None)
+
     async def create(self, user_id: str) -> tuple[str, int]:
         """Reserve a media ID for a later upload: (mxc URI, unused_expires_at)."""
         now = self._clock.time_msec()
-        for media_id in await self._store.expired_reservations(now):
-            await self._store.delete_media(media_id)
         if await self._store.count_pending(user_id, now) >= self._media_config.max_pending_uploads:
             raise limit_exceeded(self._media_config.unused_expires_after)
         media_id = self._new_media_id()
@@ -165,6 +177,8 @@ class MediaRepository:
                 size=size, upload_name=upload_name,
             )
             if not stored:
+                if await self._store.get_media(media_id) is None:  # expired and swept meanwhile
+                    raise not_found("Unknown or expired media ID.")
                 raise MatrixError(HTTPStatus.CONFLICT, "M_CANNOT_OVERWRITE_MEDIA", "Media already uploaded.")
             os.replace(tmp_target, path)
         finally:
@@ -173,6 +187,32 @@ class MediaRepository:
         for waiter in self._upload_waiters.pop(media_id, []):
             if not waiter.called:
                 waiter.callback(None)
+
+    async def run_reservation_sweep(self) -> None:
+        """The periodic job: a failed sweep is logged and retried next time (an error escaping
+        would stop the looping call for good)."""
+        try:
+            await self.sweep_expired_reservations()
+        except Exception:
+            logger.exception("Sweeping expired media reservations failed")
+
+    async def sweep_expired_reservations(self, now_ms: int | None = None) -> int:
+        """Forget media IDs from /create whose upload never came before `unused_expires_after`.
+
+        Small batches, one short transaction each, yielding to the reactor between them; the rows'
+        own expiry is the progress, so a sweep cut short resumes on the next run. Returns the count.
+        """
+        now = self._clock.time_msec() if now_ms is None else now_ms
+        total = 0
+        while True:
+            deleted = await self._store.delete_expired_reservations(now, SWEEP_BATCH_SIZE)
+            total += deleted
+            if deleted < SWEEP_BATCH_SIZE:
+                break
+            await self._clock.sleep(0)
+        if total:
+            logger.info("Forgot %d media ID(s) reserved by /create and never uploaded", total)
+        return total
 
     # Downloads
 
@@ -214,18 +254,44 @@ class MediaRepository:
 
     async def respond_with_file(self, request: Any, path: str, content_type: str, size: int,
                                 file_name: str | None) -> None:
-        """Stream a sealed file as the response, with the safety headers; returns once it is sent."""
-        reader = await threads.deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), SealedReader, self._sealer, path
+        """Stream a sealed file as the response, with the safety headers; returns once it is sent.
+
+        Honours a single `Range` (206, from the chunk holding its first byte; 416 if past the end)
+        and HEAD (the same headers, no body, the file not even opened).
+        """
+        range_header = request.getHeader("range")
+        try:
+            wanted = parse_range(range_header, size)
+        except RangeNotSatisfiable:
+            error = MatrixError(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, "M_UNKNOWN",
+                                f"The requested range is past the end of the content ({size} bytes).")
+            error.headers["Content-Range"] = f"bytes */{size}"
+            raise error from None
+        first, last = wanted if wanted is not None else (0, size - 1)
+        head = request.method == b"HEAD"
+        start_chunk = first // CHUNK_SIZE
+        reader = None if head else await threads.deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), SealedReader, self._sealer, path, start_chunk
         )
-        request.setResponseCode(HTTPStatus.OK)
+        request.setHeader(b"Accept-Ranges", b"bytes")
         request.setHeader(b"Content-Type", content_type.encode("ascii", "replace"))
-        request.setHeader(b"Content-Length", str(size).encode("ascii"))
         request.setHeader(b"Content-Disposition", content_disposition(content_type, file_name).encode("ascii"))
         request.setHeader(b"Cache-Control", b"private, max-age=86400")
         for name, value in SAFETY_HEADERS.items():
             request.setHeader(name.encode("ascii"), value.encode("ascii"))
-        await SealedFileProducer(request, reader).start()
+        if wanted is None:
+            request.setResponseCode(HTTPStatus.OK)
+            request.setHeader(b"Content-Length", str(size).encode("ascii"))
+        else:
+            request.setResponseCode(HTTPStatus.PARTIAL_CONTENT)
+            request.setHeader(b"Content-Range", f"bytes {first}-{last}/{size}".encode("ascii"))
+            request.setHeader(b"Content-Length", str(last - first + 1).encode("ascii"))
+        if reader is None:
+            request.finish()
+            return
+        producer = SealedFileProducer(request, reader, skip=first - start_chunk * CHUNK_SIZE,
+                                      length=None if wanted is None else last - first + 1)
+        await producer.start()
 
     async def respond_media(self, request: Any, media: LocalMedia, file_name: str | None = None) -> None:
         await self.respond_with_file(
@@ -285,4 +351,13 @@ class MediaRepository:
                if media_id is None or m.media_id == media_id]
         for mid in ids:
             await self.delete_media(mid)
+        return ids
+
+    async def delete_media_older_than(self, ts: int, batch: int) -> list[str]:
+        """Delete up to `batch` local media uploaded before `ts` (ms), oldest first, except those of
+        users under a legal hold (retention by age, `media_retention`); returns the IDs deleted."""
+        held = await self._hs.store.holds.held_users()
+        ids = await self._hs.store.retention.local_media_older_than(ts, batch, held)
+        for media_id in ids:
+            await self.delete_media(media_id)
         return ids

@@ -22,7 +22,7 @@ from typing import BinaryIO, Iterator
 import nacl.exceptions
 import nacl.secret
 
-from storage.sealing import DataKeyError, Sealer
+from storage.sealing import DataKeyError, Sealer, key_id_of
 
 MAGIC = b"PMF1"
 CHUNK_SIZE = 64 * 1024
@@ -75,9 +75,13 @@ def write_sealed(sealer: Sealer, source: BinaryIO, dest_path: str, *, limit: int
 
 
 class SealedReader:
-    """Opens a sealed file and yields its plaintext chunk by chunk (blocking reads, one chunk each)."""
+    """Opens a sealed file and yields its plaintext chunk by chunk (blocking reads, one chunk each).
 
-    def __init__(self, sealer: Sealer, path: str) -> None:
+    `start_chunk` seeks straight to a chunk (chunk i holds plaintext bytes i*CHUNK_SIZE onwards), so
+    a byte range is served without decrypting what comes before it.
+    """
+
+    def __init__(self, sealer: Sealer, path: str, start_chunk: int = 0) -> None:
         self._file = open(path, "rb")
         try:
             header = self._file.read(len(MAGIC) + 2)
@@ -86,11 +90,13 @@ class SealedReader:
             (key_len,) = struct.unpack(">H", header[len(MAGIC):])
             self._box = nacl.secret.SecretBox(sealer.open(self._file.read(key_len)))
             self._prefix = self._file.read(_PREFIX_SIZE)
+            if start_chunk:
+                self._file.seek(start_chunk * (CHUNK_SIZE + _MAC_SIZE), os.SEEK_CUR)
         except BaseException:
             self._file.close()
             raise
         self._path = path
-        self._index = 0
+        self._index = start_chunk
         self._pending = self._file.read(CHUNK_SIZE + _MAC_SIZE)
         self.done = False
 
@@ -115,3 +121,52 @@ class SealedReader:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _read_header(file: BinaryIO, path: str) -> bytes:
+    """The sealed file key of an open sealed file, leaving `file` just after it."""
+    header = file.read(len(MAGIC) + 2)
+    if len(header) != len(MAGIC) + 2 or header[: len(MAGIC)] != MAGIC:
+        raise DataKeyError(f"media file {path} is not a sealed media file")
+    (key_len,) = struct.unpack(">H", header[len(MAGIC):])
+    return file.read(key_len)
+
+
+def sealed_file_key_id(path: str) -> str:
+    """The id of the data key that seals this file's key (for key rotation's usage scan)."""
+    with open(path, "rb") as f:
+        return key_id_of(_read_header(f, path))
+
+
+def reseal_file_key(sealer: Sealer, path: str) -> bool:
+    """Re-seal the file's key with the current data key; False if it already was.
+
+    The content stays encrypted under the same file key; only the header changes. The file is
+    copied to a temporary file renamed over it, so a crash leaves the old or the new file, never
+    a header half-written (which would lose the file key, hence the content). Blocking: call it
+    from a thread.
+    """
+    with open(path, "rb") as src:
+        sealed_key = _read_header(src, path)
+        fresh = sealer.reseal(sealed_key)
+        if fresh is None:
+            return False
+        tmp_path = f"{path}.{secrets.token_hex(6)}.tmp"
+        try:
+            with open(tmp_path, "xb") as out:
+                out.write(MAGIC + struct.pack(">H", len(fresh)) + fresh)
+                while chunk := src.read(CHUNK_SIZE):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if not os.path.exists(path):  # deleted meanwhile: don't bring it back
+                os.unlink(tmp_path)
+                return False
+            os.replace(tmp_path, path)
+        except BaseException:
+            try:
+                os.unlink(tmp_path)
+            except FileNotFoundError:
+                pass
+            raise
+    return True

@@ -99,12 +99,23 @@ class MediaStore:
         )
         return int(rows[0][0])
 
-    async def expired_reservations(self, now: int) -> list[str]:
-        rows = await self._db.execute(
-            "expired_media_reservations",
-            "SELECT media_id FROM local_media WHERE upload_ts IS NULL AND expires_ts <= ?", now,
-        )
-        return [r[0] for r in rows]
+    async def delete_expired_reservations(self, now: int, limit: int) -> int:
+        """Delete up to `limit` media IDs reserved by /create whose upload never came before they
+        expired at `now`; returns how many went. One short transaction per call."""
+
+        def _delete_expired_reservations_txn(txn: Transaction) -> int:
+            txn.execute(
+                "SELECT media_id FROM local_media WHERE upload_ts IS NULL AND expires_ts <= ?"
+                " ORDER BY expires_ts LIMIT ?",
+                (now, limit),
+            )
+            ids = [r[0] for r in txn.fetchall()]
+            for media_id in ids:
+                # The condition again: an upload completed since the SELECT keeps its row.
+                txn.execute("DELETE FROM local_media WHERE media_id = ? AND upload_ts IS NULL", (media_id,))
+            return len(ids)
+
+        return await self._db.run_interaction("delete_expired_media_reservations", _delete_expired_reservations_txn)
 
     async def delete_media(self, media_id: str) -> None:
         def _delete_media_txn(txn: Transaction) -> None:

@@ -144,9 +144,13 @@ class EncryptedNioUser:
             except EncryptionError:
                 still.append((room_id, event))
                 continue
-            if isinstance(decrypted, RoomMessageText):
-                self.decrypted.append((room_id, decrypted))
+            self._keep_decrypted(room_id, decrypted)
         self.undecrypted = still
+
+    def _keep_decrypted(self, room_id: str, event: Any) -> None:
+        """Where a late-decrypted event goes; subclasses keep other event types too."""
+        if isinstance(event, RoomMessageText):
+            self.decrypted.append((room_id, event))
 
     async def sync_until(self, found: Callable[[SyncResponse], Any], what: str) -> Any:
         """Long-poll /sync until `found` (given each response) returns something truthy."""

@@ -66,3 +66,16 @@ async def test_refusals(server: TestServer) -> None:
     assert anonymous.code == 401
     legacy = await server.client().get(f"/_matrix/media/v3/thumbnail/{server_name}/{media_id}?width=96&height=96")
     assert (legacy.code, legacy.json["errcode"]) == (404, "M_NOT_FOUND")
+
+
+@pytest_twisted.ensureDeferred
+async def test_thumbnails_are_inline_with_a_file_name(server: TestServer) -> None:
+    """Required since v1.12, which /versions advertises."""
+    alice = await server.register("alice")
+    png = await upload(alice, image_bytes("PNG", (200, 100)), "image/png")
+    resp = await alice.get(f"{THUMB}/{SERVER_NAME}/{png}?width=32&height=32&method=crop")
+    assert resp.code == 200 and resp.header("Content-Type") == "image/png"
+    assert resp.header("Content-Disposition") == 'inline; filename="thumbnail.png"'
+    jpeg = await upload(alice, image_bytes("JPEG"), "image/jpeg")
+    resp = await alice.get(f"{THUMB}/{SERVER_NAME}/{jpeg}?width=320&height=240")
+    assert resp.header("Content-Disposition") == 'inline; filename="thumbnail.jpeg"'

@@ -3,7 +3,7 @@
 then `PUT /_matrix/media/v3/upload/{serverName}/{mediaId}`).
 
 Downloads stream the response themselves and return only once it is sent; the router then writes
-nothing more. The legacy downloads are frozen (404) while `enable_authenticated_media` is on.
+nothing more. They answer HEAD and single byte ranges too (see MediaRepository.respond_with_file). The legacy downloads are frozen (404) while `enable_authenticated_media` is on.
 """
 
 from __future__ import annotations
@@ -95,6 +95,8 @@ class DownloadServlet(Servlet):
         await self.hs.auth.get_user_by_req(request)
         return await _download(self.hs, request, server_name, media_id, file_name)
 
+    on_HEAD = on_GET  # the same headers without the body (see MediaRepository.respond_with_file)
+
 
 class LegacyDownloadServlet(Servlet):
     PATTERNS = [f"{LEGACY}{_DOWNLOAD}"]
@@ -105,6 +107,8 @@ class LegacyDownloadServlet(Servlet):
             # Frozen as the spec recommends: clients must use the authenticated endpoint.
             raise not_found("Unauthenticated media downloads are disabled; use /_matrix/client/v1/media.")
         return await _download(self.hs, request, server_name, media_id, file_name)
+
+    on_HEAD = on_GET
 
 
 def servlets(hs: "HomeServer") -> list[Any]:

@@ -57,8 +57,10 @@ class ThumbnailServlet(Servlet):
                 raise MatrixError(HTTPStatus.BAD_REQUEST, "M_UNKNOWN", str(e)) from e
             thumb = Thumbnail(media.media_id, size.width, size.height, size.method, animated, content_type, len(image))
             await repo.store_thumbnail(thumb, io.BytesIO(image))  # sealed like the original
+        # v1.12: a thumbnail is always `inline` (its types all are), with a file name.
+        extension = thumb.content_type.rsplit("/", 1)[-1]
         await repo.respond_with_file(request, repo.stored_thumbnail_path(thumb), thumb.content_type, thumb.size,
-                                     "thumbnail")
+                                     f"thumbnail.{extension}")
         return HTTPStatus.OK, None  # the response is already written
 
 
@@ -67,14 +69,15 @@ class PreviewUrlServlet(Servlet):
 
     def __init__(self, hs: "HomeServer") -> None:
         super().__init__(hs)
-        self.previewer = UrlPreviewer(hs.reactor, whitelist=list(hs.config.url_preview_ip_range_whitelist),
-                                      max_size=hs.config.max_spider_size)
+        self.previewer = UrlPreviewer(hs.reactor, hs.clock, whitelist=list(hs.config.url_preview_ip_range_whitelist),
+                                      max_size=hs.config.max_spider_size,
+                                      store_image=hs.media_repository.store_preview_image)
 
     async def on_GET(self, request: PimanRequest) -> tuple[int, Any]:
-        await self.hs.auth.get_user_by_req(request)
+        requester = await self.hs.auth.get_user_by_req(request)
         url = query_str(request, "url")
         try:
-            return HTTPStatus.OK, await self.previewer.preview(url)
+            return HTTPStatus.OK, await self.previewer.preview(url, requester.user_id)
         except PreviewError as e:
             raise MatrixError(e.code, e.errcode, e.msg) from e
 

@@ -14,9 +14,12 @@ if TYPE_CHECKING:
 
 # Spec versions whose client-server API this server aims to serve. Endpoints a version added that
 # are not built yet are listed in ../shared/matrix-spec/ENDPOINTS.md and answer M_UNRECOGNIZED.
-# v1.11 (authenticated media) is advertised once the media repository exists (issue #5): clients
-# switch to /_matrix/client/v1/media as soon as they see it.
-SUPPORTED_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10"]
+# v1.11: authenticated media (/_matrix/client/v1/media; clients switch to it as soon as they see
+# it) and cross-signing key upload without UIA the first time. v1.12: Content-Disposition on every
+# download and thumbnail, `via` on joins (ignored until federation). Later versions are not
+# claimed until someone checks their changes against this server.
+SUPPORTED_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10",
+                      "v1.11", "v1.12"]
 
 
 class VersionsServlet(Servlet):
