@@ -184,7 +184,9 @@ class PimanServer(BenchServer):
                 "port": self.port, "bind_addresses": ["127.0.0.1"], "type": "http",
                 "resources": [{"names": ["client"], "compress": False}],
             }],
-            database={"name": "psycopg2", "args": {**self.database, "cp_min": 5, "cp_max": 10}},
+            # The database stays where `piman init` declared it (data_residency pins it).
+            database={"name": "psycopg2", "args": {**self.database, "cp_min": 5, "cp_max": 10},
+                      "location": config["database"]["location"]},
             # Synapse sends plaintext by default; piman refuses plaintext unless told otherwise.
             # The benchmark compares the same plaintext load on both.
             e2ee={"required": False},

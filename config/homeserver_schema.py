@@ -30,6 +30,10 @@ from config.schema import (
     Url,
     Variant,
 )
+from config.residency import BACKUP_DIRECTORIES, DATA_RESIDENCY, check_residency, location
+from config.undelivered import UNDELIVERED_TTL
+from config.retention import MEDIA_RETENTION, RETENTION
+from config.privacy_policy import PRIVACY_POLICY, REQUIRE_CONSENT, SERVER_NOTICES, check_consent_needs_policy
 
 WILDCARD_ADDRESSES = ("0.0.0.0", "::")
 
@@ -173,6 +177,7 @@ DATABASE = Section(
             collations can change how text sorts between versions and corrupt indexes.
             """,
         ),
+        "location": location("Where the database is stored (its server's disks), checked against data_residency."),
     },
     default={"name": "sqlite3", "args": {"database": "homeserver.db"}},
     doc="Where the server keeps its data.",
@@ -467,13 +472,35 @@ HOMESERVER = Section(
             default="12",
             doc="The room version of new rooms when a client doesn't ask for one.",
         ),
+        # Data residency and undelivered messages (issue 6).
+        "data_residency": DATA_RESIDENCY,
+        "media_store_location": location("Where media_store_path is, checked against data_residency."),
+        "export_directory": FilePath(
+            example="/var/lib/piman/exports",
+            doc="Directory where `piman admin export` writes its bundles (admin exports of a user or a room).",
+        ),
+        "export_location": location(
+            """
+            Where export_directory is, checked against data_residency when export_directory is
+            set. piman init declares it in the pinned country, so setting export_directory is enough.
+            """
+        ),
+        "backup_directories": BACKUP_DIRECTORIES,
+        "undelivered_ttl": UNDELIVERED_TTL,
+        # Message and media retention (issue 6).
+        "retention": RETENTION,
+        "media_retention": MEDIA_RETENTION,
+        # Privacy policy consent and server notices (issue 6).
+        "privacy_policy": PRIVACY_POLICY,
+        "require_consent": REQUIRE_CONSENT,
+        "server_notices": SERVER_NOTICES,
         "log_level": OneOf("DEBUG", "INFO", "WARNING", "ERROR", default="INFO", doc="How much the server logs."),
         "report_stats": Bool(
             default=False,
             doc="Accepted for compatibility with Synapse configs: nothing is ever reported to third parties.",
         ),
     },
-    checks=[_listener_tls_needs_files, _listener_ports_unique],
+    checks=[_listener_tls_needs_files, _listener_ports_unique, check_residency, check_consent_needs_policy],
     attrs={"config_path": (str | None, None)},
     doc="The configuration of one homeserver (one organisation).",
 )

@@ -18,6 +18,7 @@ import yaml
 
 from config.errors import ConfigError
 from config.homeserver_schema import HOMESERVER
+from config.residency import DEFAULT_COUNTRY
 from config.schema import MISSING, Field, ListOf, Section, Variant
 from config.validation import load_config_dict, parse_yaml
 
@@ -69,7 +70,12 @@ def generate_config_yaml(
         "data_key_path": os.path.join(data_dir, "data.key"),
         "media_store_path": os.path.join(data_dir, "media_store"),
         "enable_registration": enable_registration,
+        # Hosted in France by default: pinned, and every target the file names declared there.
+        "data_residency": {"country": DEFAULT_COUNTRY},
+        "media_store_location": {"country": DEFAULT_COUNTRY},
+        "export_location": {"country": DEFAULT_COUNTRY},
     }
+    values["database"]["location"] = {"country": DEFAULT_COUNTRY}
     if registration_shared_secret is not None:
         values["registration_shared_secret"] = registration_shared_secret
     if public_baseurl is not None:

@@ -120,7 +120,12 @@ def start_listeners(hs: HomeServer) -> list[Listener]:
 
 
 async def start(hs: HomeServer) -> list[Listener]:
-    await hs.setup()
+    hs.take_exclusive_lock()
+    try:
+        await hs.setup()
+    except BaseException:
+        hs.release_exclusive_lock()
+        raise
     hs.register_process_metrics()
     ports = start_listeners(hs)
     hs.start_background_tasks()

@@ -14,6 +14,8 @@ from twisted.internet import defer
 from config import ConfigError, generate_config_yaml, load_config
 from federation.signing_keys import SigningKeyError, generate_signing_key_file
 from homeserver.admin_cli import add_all_commands
+from homeserver.key_rotation import add_keys_commands
+from homeserver.handlers.audit_log import cli_actor
 from storage.sealing import DataKeyError, generate_data_key_file
 
 DEFAULT_DATA_DIR = "piman-data"
@@ -153,6 +155,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         await hs.setup()
         try:
             user_id = await hs.registration_handler.register(args.user.lower(), password, admin=args.admin)
+            await hs.audit_log.record(cli_actor(), "user.register", user_id, {"admin": args.admin})
         finally:
             await hs.store.close()
         print(f"Created {'admin ' if args.admin else ''}user {user_id}")
@@ -161,22 +164,35 @@ def cmd_register(args: argparse.Namespace) -> int:
     return _run_in_reactor(main)
 
 
-def run_on_homeserver(config_path: str, main: Callable[[Any], Awaitable[int]]) -> int:
+def run_on_homeserver(config_path: str, main: Callable[[Any], Awaitable[int]], *, exclusive: bool = False,
+                      busy_hint: str = "stop the server first") -> int:
     """Run `main(hs)` on the configured organisation's store (no listener); for admin commands.
 
-    Raise `CommandError` in `main` for a failure the admin can act on: it is printed as one line.
+    `exclusive` commands (those that write events) refuse to run beside a server, whose caches
+    would go stale: `busy_hint` tells the admin what to do instead. Raise `CommandError` in `main`
+    for a failure the admin can act on: it is printed as one line.
     """
     from homeserver.server import HomeServer
+    from storage.errors import DatabaseInUseError
 
     config = load_config(config_path)
 
     async def in_reactor(reactor: Any) -> int:
         hs = HomeServer(config, reactor)
-        await hs.setup()
+        if exclusive:
+            try:
+                hs.take_exclusive_lock()
+            except DatabaseInUseError as e:
+                raise CommandError(f"{e}: {busy_hint}.") from None
+        try:
+            await hs.setup()
+        except BaseException:
+            hs.release_exclusive_lock()
+            raise
         try:
             return await main(hs)
         finally:
-            await hs.store.close()
+            await hs.close()
 
     return _run_in_reactor(in_reactor)
 
@@ -193,6 +209,8 @@ def cmd_admin_media(args: argparse.Namespace) -> int:
                       f"{media.created_ts}\t{state}")
             return 0
         deleted = await repo.delete_user_media(args.user, args.media_id)
+        await hs.audit_log.record(cli_actor(), "media.delete", args.user, {"media_ids": deleted},
+                                  outcome="ok" if deleted or args.media_id is None else "M_NOT_FOUND")
         if args.media_id is not None and not deleted:
             raise CommandError(f"{args.user} has no media {args.media_id}.")
         print(f"Deleted {len(deleted)} media item(s) of {args.user}.")
@@ -244,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--media-id", default=None, help="delete only this media ID")
         c.set_defaults(func=cmd_admin_media)
     add_all_commands(admin_sub)
+
+    p = sub.add_parser("keys", help="the data key: rotate it, follow the re-seal, retire old keys")
+    add_keys_commands(p)
 
     p = sub.add_parser("config", help="configuration tools")
     config_sub = p.add_subparsers(dest="config_command", required=True)

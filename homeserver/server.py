@@ -22,13 +22,17 @@ from homeserver.auth import Auth
 from homeserver.clock import Clock
 from homeserver.handlers.account import AccountHandler
 from homeserver.handlers.account_data import AccountDataHandler
+from homeserver.handlers.audit_log import AuditLog
 from homeserver.handlers.filters import FilterHandler
+from homeserver.handlers.legal_holds import LegalHoldsHandler
 from homeserver.handlers.presence import TIMEOUT_CHECK_INTERVAL_S, PresenceHandler
 from homeserver.handlers.profile import ProfileHandler
 from homeserver.handlers.push_actions import PRUNE_INTERVAL_S, PushActionsHandler
 from homeserver.handlers.push_rules import PushRulesHandler
 from homeserver.handlers.receipts import ReceiptsHandler
 from homeserver.handlers.reports import ReportsHandler
+from homeserver.handlers.residency import ResidencyReport
+from homeserver.handlers.undelivered import SWEEP_INTERVAL_S, UndeliveredSweeper
 from homeserver.handlers.user_directory import UserDirectoryHandler
 from homeserver.handlers.event_sender import EventSender
 from homeserver.handlers.membership import MembershipHandler
@@ -36,14 +40,19 @@ from homeserver.handlers.messages import MessageHandler
 from homeserver.handlers.room_creation import RoomCreationHandler
 from homeserver.handlers.directory import DirectoryHandler
 from homeserver.handlers.room_upgrade import RoomUpgradeHandler
+from homeserver.handlers.consent import ConsentHandler
+from homeserver.handlers.server_notices import ServerNoticesHandler
 from homeserver.handlers import sync_e2e, sync_to_device, sync_user_data
 from homeserver.handlers.e2e_keys import E2EKeysHandler
+from homeserver.handlers.erasure import RESUME_INTERVAL_S as ERASURE_RESUME_INTERVAL_S, ErasureHandler
 from homeserver.handlers.key_backup import KeyBackupHandler
 from homeserver.handlers.to_device import ToDeviceHandler
 from homeserver.handlers.pagination import PaginationHandler
 from homeserver.handlers.sync import SyncHandler
 from homeserver.handlers.typing import TypingHandler
 from homeserver.handlers.visibility import Visibility
+from homeserver.retention.handler import RetentionHandler
+from homeserver.retention.purge import RetentionPurger
 from homeserver.handlers.login import LoginHandler
 from homeserver.handlers.passwords import PasswordHandler
 from homeserver.handlers.registration import RegistrationHandler
@@ -51,11 +60,13 @@ from homeserver.handlers.sessions import SessionHandler
 from homeserver.handlers.ui_auth import UserInteractiveAuth
 from homeserver.http.metrics import RequestMetrics
 from homeserver.http.router import InflightRequests, JsonRouter
-from homeserver.media.repository import MediaRepository
+from homeserver.media.repository import SWEEP_INTERVAL_S as MEDIA_SWEEP_INTERVAL_S, MediaRepository
 from homeserver.notifier import Notifier
 from homeserver.ratelimit import Ratelimiter
 from homeserver.rest.client import client_servlets
 from storage.datastore import DataStore, open_datastore
+from storage.engines import create_engine
+from storage.process_lock import ExclusiveLock
 from storage.sealing import load_sealer
 
 logger = logging.getLogger(__name__)
@@ -99,6 +110,7 @@ class HomeServer:
         self.inflight = InflightRequests()
         self.notifier = Notifier(self.clock)
         self._background: list[LoopingCall] = []
+        self._exclusive_lock: ExclusiveLock | None = None
 
     async def setup(self) -> None:
         """Load keys, open and migrate the database, build the handlers. Raises on any setup error."""
@@ -108,6 +120,9 @@ class HomeServer:
             database_config_dict(self.config), self.reactor, self.sealer, metrics_registry=self.metrics_registry
         )
         self.ratelimiters = Ratelimiters(self.config, self.clock)
+        # Admin actions are audit-logged; legal holds freeze data against purges and erasure.
+        self.audit_log = AuditLog(self)
+        self.legal_holds = LegalHoldsHandler(self)
         self.auth = Auth(self)
         self.password_handler = PasswordHandler(self)
         self.session_handler = SessionHandler(self)
@@ -115,6 +130,7 @@ class HomeServer:
         self.registration_handler = RegistrationHandler(self)
         self.account_handler = AccountHandler(self)
         self.ui_auth = UserInteractiveAuth(self)
+        self.retention = RetentionHandler(self)  # before the read paths, which hide expired events
         self.visibility = Visibility(self)
         self.event_sender = EventSender(self)
         self.membership_handler = MembershipHandler(self)
@@ -132,18 +148,33 @@ class HomeServer:
         self.receipts_handler = ReceiptsHandler(self)
         self.user_directory_handler = UserDirectoryHandler(self)
         self.reports_handler = ReportsHandler(self)
+        # Privacy policy: server notices to every user, consent recorded (and required, if configured).
+        self.server_notices = ServerNoticesHandler(self)
+        self.consent_handler = ConsentHandler(self)
+        self.residency = ResidencyReport(self)
+        self.undelivered_sweeper = UndeliveredSweeper(self)
         self.typing_handler = TypingHandler(self)
         self.pagination_handler = PaginationHandler(self)
         self.to_device_handler = ToDeviceHandler(self)
         self.key_backup_handler = KeyBackupHandler(self)
         self.e2e_keys_handler = E2EKeysHandler(self)
         self.media_repository = MediaRepository(self)
+        self.retention_purger = RetentionPurger(self)
+        self.erasure_handler = ErasureHandler(self)
         self.sync_handler = SyncHandler(self)
         for extension in sync_user_data.extensions(self) + sync_to_device.extensions(self) + sync_e2e.extensions(self):
             self.sync_handler.register_extension(extension)
         self.profile_handler.on_profile_changed.append(self.membership_handler.on_profile_changed)
+        if self.config.privacy_policy is not None:
+            await self.server_notices.ensure_system_user()  # a clash with a person's account stops start-up
 
     def start_background_tasks(self) -> None:
+        self._background.extend(self.retention_purger.start())  # retention purge jobs, old media
+        self.consent_handler.start_announcing()
+        self._background.append(  # finishes account erasures a failure or a room hold left unfinished
+            self.clock.looping_call(ERASURE_RESUME_INTERVAL_S,
+                                    lambda: defer.ensureDeferred(self.erasure_handler.resume_pending()))
+        )
         self._background.append(
             self.clock.looping_call(UI_AUTH_EXPIRY_INTERVAL_S, lambda: defer.ensureDeferred(self.ui_auth.expire_old_sessions()))
         )
@@ -152,6 +183,12 @@ class HomeServer:
         )
         self._background.append(
             self.clock.looping_call(PRUNE_INTERVAL_S, lambda: defer.ensureDeferred(self.push_actions_handler.prune()))
+        )
+        self._background.append(
+            self.clock.looping_call(SWEEP_INTERVAL_S, lambda: defer.ensureDeferred(self.undelivered_sweeper.run()))
+        )
+        self._background.append(
+            self.clock.looping_call(MEDIA_SWEEP_INTERVAL_S, lambda: defer.ensureDeferred(self.media_repository.run_reservation_sweep()))
         )
 
     def register_process_metrics(self) -> None:
@@ -200,6 +237,7 @@ class HomeServer:
             if call.running:
                 call.stop()
         self.notifier.wake_all()
+        await self.consent_handler.stop_announcing()
         idle = self.inflight.wait_idle()
         timeout = self.clock.call_later(grace_s, lambda: idle.called or idle.cancel())
         try:
@@ -209,5 +247,23 @@ class HomeServer:
         if timeout.active():
             timeout.cancel()
 
+    def take_exclusive_lock(self) -> None:
+        """Be the only process writing to this database: the caches are exact only for a sole writer.
+
+        A server takes it at start-up; so do admin commands that write events. Raises
+        `DatabaseInUseError` if another process holds it.
+        """
+        lock = ExclusiveLock(create_engine(database_config_dict(self.config)))
+        lock.acquire()
+        self._exclusive_lock = lock
+
+    def release_exclusive_lock(self) -> None:
+        lock, self._exclusive_lock = self._exclusive_lock, None
+        if lock is not None:
+            lock.release()
+
     async def close(self) -> None:
-        await self.store.close()
+        try:
+            await self.store.close()
+        finally:
+            self.release_exclusive_lock()

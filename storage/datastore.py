@@ -13,10 +13,14 @@ from storage.sealing import Sealer
 from storage.streams import StreamIdGenerator
 from storage.stores.account_data import AccountDataStore
 from storage.stores.aliases import AliasStore
+from storage.stores.audit_log import AuditLogStore
+from storage.stores.consent import ConsentStore
 from storage.stores.devices import DeviceStore
 from storage.stores.e2e_keys import E2EKeyStore
+from storage.stores.erasure import ErasureStore
 from storage.stores.event_fetch import EventFetcher
 from storage.stores.events import EventStore
+from storage.stores.export import ExportStore
 from storage.stores.filters import FilterStore
 from storage.stores.holds import HoldStore
 from storage.stores.key_backup import KeyBackupStore
@@ -29,7 +33,10 @@ from storage.stores.receipts import ReceiptStore
 from storage.stores.registration_tokens import RegistrationTokenStore
 from storage.stores.relations import RelationStore
 from storage.stores.reports import ReportStore
+from storage.stores.retention import RetentionStore
 from storage.stores.rooms import RoomStore
+from storage.stores.sealing_keys import SealingKeyStore
+from storage.stores.server_notices import ServerNoticeStore
 from storage.stores.state import StateStore
 from storage.stores.to_device import ToDeviceStore
 from storage.stores.tokens import AccessTokenCache, TokenStore
@@ -68,6 +75,8 @@ class DataStore:
         self.relations = RelationStore(db, event_fetcher)
         self.aliases = AliasStore(db)
         self.push_actions = PushActionStore(db)
+        # Purging expired events (retention), batch by batch.
+        self.retention = RetentionStore(db, sealer, event_fetcher, self.events)
         # End-to-end encryption: to-device messages and server-side key backups.
         self.to_device = ToDeviceStore(db, sealer, self.streams["to_device"])
         self.key_backup = KeyBackupStore(db, sealer)
@@ -78,6 +87,17 @@ class DataStore:
         self.media = MediaStore(db, sealer)
         # Legal holds, which retention purges and account erasure respect.
         self.holds = HoldStore(db, sealer)
+        # Tombstones of erased accounts (whose past events newcomers get pruned).
+        self.erasure = ErasureStore(db)
+        # Privacy policy consent and announcements, and the server-notices rooms that carry them.
+        self.consent = ConsentStore(db)
+        self.server_notices = ServerNoticeStore(db)
+        # The append-only record of admin actions, and the reads behind `piman admin export`.
+        self.audit_log = AuditLogStore(db, sealer)
+        self.export = ExportStore(db)
+
+        # The data keys stored data needs (checked at open), and key rotation's re-seal progress.
+        self.sealing_keys = SealingKeyStore(db)
 
     async def close(self) -> None:
         await self.db.close()
@@ -95,6 +115,9 @@ async def open_datastore(
     try:
         await prepare_database(db)
         store = DataStore(db, sealer)
+        # A key file lacking a key the data needs is refused now, not found out by failing reads.
+        await store.sealing_keys.check_keys(sealer, int(reactor.seconds() * 1000))
+        await store.audit_log.ensure_append_only()
         for stream in store.streams.values():
             await stream.setup()
     except BaseException:

@@ -21,3 +21,7 @@ class SchemaTooNewError(IncompatibleDatabaseError):
 
 class DatabaseClosedError(StorageError):
     """A transaction was requested after `Database.close()`."""
+
+
+class DatabaseInUseError(StorageError):
+    """Another process holds the database's exclusive lock (a running server, or an admin command)."""

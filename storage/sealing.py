@@ -15,6 +15,7 @@ The key file is text, one ``<key id> <unpadded base64 of 32 bytes>`` per line,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -61,7 +62,8 @@ class Sealer:
                     f"{source}: key {key_id!r} is {len(key)} bytes, expected {KEY_SIZE}"
                 )
         self.current_key_id = current_key_id
-        self._source = source
+        self.key_ids = tuple(keys)
+        self.source = source
         self._boxes = {key_id: nacl.secret.SecretBox(key) for key_id, key in keys.items()}
         encoded_id = current_key_id.encode("ascii")
         self._header = bytes([FORMAT_VERSION, len(encoded_id)]) + encoded_id
@@ -79,7 +81,7 @@ class Sealer:
         box = self._boxes.get(key_id)
         if box is None:
             raise DataKeyError(
-                f"sealed blob needs data key {key_id!r}, which is not in {self._source}; "
+                f"sealed blob needs data key {key_id!r}, which is not in {self.source}; "
                 f"restore that key line to the data key file"
             )
         try:
@@ -88,6 +90,12 @@ class Sealer:
             raise DataKeyError(
                 f"sealed blob (key {key_id!r}) failed authentication: it was altered or corrupted"
             ) from e
+
+    def reseal(self, blob: bytes) -> bytes | None:
+        """The blob sealed with the current key, or None if it already is (key rotation)."""
+        if key_id_of(blob) == self.current_key_id:
+            return None
+        return self.seal(self.open(blob))
 
     def seal_json(self, obj: Any) -> bytes:
         return self.seal(
@@ -106,10 +114,32 @@ class Sealer:
         return None if b is None else self.open(b).decode("utf-8")
 
 
+def lookup_digest(value: str) -> str:
+    """A stand-in for a client-chosen identifier (a transaction ID) that must be looked up by
+    equality, so can't be sealed (sealing is randomised): its hex SHA-256."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+# The longest blob header: version, key id length, a key id of up to 64 bytes.
+MAX_HEADER_SIZE = 2 + 64
+
+
+def key_id_of(blob: bytes) -> str:
+    """The id of the key that sealed `blob` (only its first MAX_HEADER_SIZE bytes are needed)."""
+    blob = bytes(blob[:MAX_HEADER_SIZE])
+    if len(blob) < 2 or blob[0] != FORMAT_VERSION or len(blob) < 2 + blob[1]:
+        raise DataKeyError("sealed blob has an unknown format (not sealed by this server?)")
+    return blob[2 : 2 + blob[1]].decode("ascii", errors="replace")
+
+
+def _new_key_line() -> tuple[str, str]:
+    key_id = secrets.token_hex(4)
+    return key_id, f"{key_id} {encode_base64(nacl.utils.random(KEY_SIZE))}\n"
+
+
 def generate_data_key_file(path: str) -> None:
     """Write a new data key file with one fresh key, mode 0600; never overwrite."""
-    key_id = secrets.token_hex(4)
-    body = f"{_KEY_FILE_HEADER}{key_id} {encode_base64(nacl.utils.random(KEY_SIZE))}\n"
+    body = _KEY_FILE_HEADER + _new_key_line()[1]
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -165,3 +195,65 @@ def load_sealer(path: str) -> Sealer:
     if current is None:
         raise DataKeyError(f"data key file {path} holds no key")
     return Sealer(keys, current, source=f"data key file {path}")
+
+
+def _replace_key_file(path: str, text: str) -> None:
+    """Write `text` to a private temporary file beside `path`, then rename it over `path`.
+
+    A crash leaves either the old file or the new one, never a half-written key file.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp_path = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(fd, 0o600)
+            f.write(text)
+            f.flush()
+            os.fsync(fd)
+        os.replace(tmp_path, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_path)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def add_key_to_file(path: str) -> str:
+    """Append a fresh key to the data key file (it seals new data from now on); returns its id.
+
+    The older keys stay, so everything sealed with them still opens.
+    """
+    sealer = load_sealer(path)  # refuses a broken or readable-by-others file first
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    key_id, line = _new_key_line()
+    while key_id in sealer.key_ids:
+        key_id, line = _new_key_line()
+    if text and not text.endswith("\n"):
+        text += "\n"
+    _replace_key_file(path, text + line)
+    return key_id
+
+
+def remove_keys_from_file(path: str, key_ids: set[str]) -> None:
+    """Drop the lines of `key_ids` from the data key file; the current key can't be dropped."""
+    sealer = load_sealer(path)
+    if sealer.current_key_id in key_ids:
+        raise DataKeyError(
+            f"data key file {path}: key {sealer.current_key_id!r} seals new data; it can't be removed"
+        )
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines(keepends=True)
+    def dropped(line: str) -> bool:
+        fields = line.split()
+        return bool(fields) and not fields[0].startswith("#") and fields[0] in key_ids
+
+    kept = [line for line in lines if not dropped(line)]
+    _replace_key_file(path, "".join(kept))

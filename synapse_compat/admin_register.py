@@ -88,6 +88,9 @@ class SharedSecretRegisterServlet(Servlet):
             raise forbidden("HMAC incorrect.")
         hs = self.hs
         user_id = await hs.registration_handler.register(username.lower(), password, admin=admin, user_type=user_type)
+        # The secret's holder has no user ID: the audit log names the way in, the address goes in sealed details.
+        await hs.audit_log.record("shared_secret", "user.register", user_id,
+                                  {"admin": admin, "user_type": user_type, "client_ip": request.get_client_ip()})
         session = await hs.session_handler.create_session(user_id, None, None)
         return HTTPStatus.OK, {**session.to_json(), "home_server": hs.hostname}
 

@@ -27,7 +27,7 @@ class AccountHandler:
     async def deactivate(self, user_id: str) -> None:
         """Close the account: no password, no sessions. The user ID stays reserved forever.
 
-        Erasure of the user's data (`erase: true`) is the data-protection issue's work (#6).
+        Deleting the user's data too (`erase: true`) is `ErasureHandler.erase`.
         """
         await self._store.users.set_deactivated(user_id, True)
         await self._store.users.set_password_hash(user_id, None)

@@ -4,6 +4,11 @@ Every room the server creates is encrypted; a local user's message event must be
 `m.room.encrypted` (redactions are never encrypted, by design); an `m.room.encryption` change may
 not move a room to another algorithm. Clients still do the encrypting: the server can only refuse
 what arrives in clear.
+
+One exemption: server-notices rooms (handlers/server_notices.py). The server writes those notices
+itself and can't encrypt them; they are created by the server's own notices account (made by the
+server, recorded in `server_notices_system_users`, no one can log in as it), users can't post in
+them, and the room says it is not encrypted.
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ NEVER_ENCRYPTED = frozenset({"m.room.encrypted", "m.room.redaction"})
 
 def encryption_state() -> dict[str, Any]:
     return {"type": ENCRYPTION_EVENT, "state_key": "", "content": {"algorithm": MEGOLM}}
+
+
+def new_room_encrypted(required: bool, creator: str, server_notices_user: str) -> bool:
+    """Whether a new room gets the encryption state: every room when required, but server-notices rooms."""
+    return required and creator != server_notices_user
 
 
 def check_message(event_type: str) -> None:

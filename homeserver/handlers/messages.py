@@ -43,6 +43,8 @@ class MessageHandler:
             if membership not in MEMBERSHIPS:
                 raise MatrixError(HTTPStatus.BAD_REQUEST, "M_BAD_JSON",
                                   f"m.room.member content needs 'membership', one of {', '.join(MEMBERSHIPS)}.")
+        elif event_type == "m.room.retention" and state_key == "":
+            self._hs.retention.check_content(content)  # the organisation's bounds
         elif event_type == "m.room.power_levels":
             version = await self._sender.room_version(room_id)
             create = await self._store.state.get_current_state_events(room_id, [("m.room.create", "")])

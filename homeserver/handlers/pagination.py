@@ -107,8 +107,10 @@ class PaginationHandler:
         stored = await self._store.events.get_event(event_id)
         if stored is None or stored.event.room_id != room_id:
             raise not_found("Event not found.")
-        if not await self._hs.visibility.filter_events(user_id, [stored], current_membership=membership):
+        visible = await self._hs.visibility.filter_events(user_id, [stored], current_membership=membership)
+        if not visible:
             raise not_found("Event not found.")
+        stored = visible[0]  # as this user may have it (pruned if an erased user sent it)
         half = limit // 2
         before_events, before_next = await self._page(user_id, room_id, membership, before(stored), None, "b",
                                                       half, event_filter) if half else ([], before(stored))

@@ -113,6 +113,17 @@ class PresenceHandler:
         if current is not None:
             await self._write([PresenceUpdate(user_id, current.state, current.status_msg, current.last_active_ts)])
 
+    async def erase_user(self, user_id: str) -> int:
+        """Account erasure: announce the user offline without a status (open syncs hear it), then
+        delete their row and forget them here. Returns the rows deleted."""
+        current = await self._current(user_id)
+        if current is not None and (current.state != "offline" or current.status_msg):
+            await self._write([PresenceUpdate(user_id, "offline", None, current.last_active_ts)])
+        deleted = await self._store.erase_user(user_id)
+        self._known.pop(user_id, None)
+        self._last_sync_ms.pop(user_id, None)
+        return deleted
+
     async def check_timeouts(self) -> None:
         """Idle users become unavailable; users with no /sync for a while go offline."""
         now = self._clock.time_msec()

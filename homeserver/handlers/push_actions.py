@@ -291,6 +291,8 @@ class PushActionsHandler:
         rows = await self._store.get_notifications(user_id, before=before, limit=limit,
                                                    only_highlight=only == "highlight")
         events = await self._hs.store.events.get_events(r.event_id for r in rows)
+        unexpired = await self._hs.retention.filter_expired(list(events.values()))  # retention: hidden at once
+        events = {s.event.event_id: s for s in unexpired}
         rooms, threads = await self._read_positions(user_id, {r.room_id for r in rows})
         now_ms = self._clock.time_msec()
         notifications = []

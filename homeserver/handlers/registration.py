@@ -10,6 +10,7 @@ import secrets
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
+from homeserver.handlers.consent import TERMS_STAGE
 from homeserver.http.errors import MatrixError
 from homeserver.identifiers import UserIdentifierError, make_user_id, validate_new_localpart
 
@@ -29,9 +30,10 @@ class RegistrationHandler:
         self._passwords = hs.password_handler
 
     def registration_flows(self) -> list[list[str]]:
-        if self._hs.config.registration_requires_token:
-            return [["m.login.registration_token"]]
-        return [["m.login.dummy"]]
+        flow = ["m.login.registration_token"] if self._hs.config.registration_requires_token else ["m.login.dummy"]
+        if self._hs.config.privacy_policy is not None:
+            flow.append(TERMS_STAGE)  # the privacy policy is accepted at registration, and recorded
+        return [flow]
 
     async def check_username(self, localpart: str) -> str:
         """The user ID for `localpart` if it could be registered now; 400 with the reason if not."""

@@ -105,6 +105,8 @@ class RoomCreationHandler:
                 raise MatrixError(HTTPStatus.BAD_REQUEST, "M_INVALID_ROOM_STATE",
                                   f"initial_state[{i}] must have a string 'type', an object 'content' and an optional string 'state_key'.")
             initial_state.append((item["type"], item.get("state_key", ""), item["content"]))
+            if item["type"] == "m.room.retention" and item.get("state_key", "") == "":
+                self._hs.retention.check_content(item["content"])  # the organisation's bounds
         creation = body.obj("creation_content", None)
         override = body.obj("power_level_content_override", None)
         return RoomSpec(
@@ -158,9 +160,12 @@ class RoomCreationHandler:
         }
         if spec.preset != "public_chat":
             preset_state[("m.room.guest_access", "")] = {"guest_access": "can_join"}
+        retention = self._hs.retention.rules.initial_state_content()
+        if retention is not None:  # the organisation's default policy, shown in the room
+            preset_state[("m.room.retention", "")] = retention
         for event_type, state_key, content in spec.initial_state:
             preset_state[(event_type, state_key)] = content  # initial_state overrides the preset
-        if self._hs.config.e2ee.required:
+        if e2ee_policy.new_room_encrypted(self._hs.config.e2ee.required, creator, self._hs.server_notices.system_user_id):
             # Whatever the client asked: every room this server creates is encrypted.
             required = e2ee_policy.encryption_state()
             preset_state[(required["type"], required["state_key"])] = required["content"]

@@ -58,6 +58,7 @@ class UserInteractiveAuth:
             "m.login.dummy": self._check_dummy,
             "m.login.password": self._check_password,
             "m.login.registration_token": self._check_registration_token,
+            "m.login.terms": self._check_terms,
         }
 
     async def check(
@@ -120,7 +121,7 @@ class UserInteractiveAuth:
 
         response: dict[str, Any] = {
             "flows": [{"stages": flow} for flow in flows],
-            "params": params or {},
+            "params": {**self._stage_params(flows), **(params or {})},
             "session": session_id,
         }
         if completed:
@@ -150,6 +151,20 @@ class UserInteractiveAuth:
         if requester is not None and user_id != requester.user_id:
             raise MatrixError(HTTPStatus.FORBIDDEN, "M_FORBIDDEN", "You can only authenticate as yourself.")
         return user_id
+
+    def _stage_params(self, flows: list[list[str]]) -> dict[str, Any]:
+        """What clients need to show a stage: the policies to accept for `m.login.terms`."""
+        if any("m.login.terms" in flow for flow in flows):
+            return {"m.login.terms": self._hs.consent_handler.terms_params()}
+        return {}
+
+    async def _check_terms(self, auth: JsonFields, requester: Requester | None, request: PimanRequest) -> str:
+        """The client says its user accepted the policies in `params`: the version, recorded once the
+        operation (registration) has made the account."""
+        version = self._hs.consent_handler.version
+        if version is None:
+            raise MatrixError(HTTPStatus.BAD_REQUEST, "M_UNRECOGNIZED", "This server has no terms to accept.")
+        return version
 
     async def _check_registration_token(self, auth: JsonFields, requester: Requester | None,
                                         request: PimanRequest) -> str:

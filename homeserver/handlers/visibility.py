@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
+from homeserver.handlers.erasure import prune_for_newcomers
 from homeserver.http.errors import forbidden
 
 if TYPE_CHECKING:
@@ -19,10 +20,12 @@ HISTORY_KEY = ("m.room.history_visibility", "")
 
 class Visibility:
     def __init__(self, hs: "HomeServer") -> None:
+        self._hs = hs
         self._store = hs.store
 
     async def filter_events(self, user_id: str, events: Sequence[Any], *, current_membership: str | None) -> list[Any]:
         """The `StoredEvent`s of one room that `user_id` may see, in the given order."""
+        events = await self._hs.retention.filter_expired(events)  # expired: hidden from everyone at once
         if not events:
             return []
         ids = [s.event.event_id for s in events]
@@ -49,7 +52,9 @@ class Visibility:
             visibility, membership = per_group.get(groups.get(event.event_id) or -1, ("shared", None))
             if _may_see(visibility, membership, current_membership):
                 visible.append(stored)
-        return visible
+        # Erased users' events reach those who join after the erasure pruned (account erasure).
+        return await prune_for_newcomers(self._hs, user_id, visible,
+                                         lambda event_id: per_group.get(groups.get(event_id) or -1, ("", None))[1])
 
     async def require_can_read_room(self, room_id: str, user_id: str) -> str | None:
         """The user's current membership; 403 unless they are or were in the room, or it is world-readable."""

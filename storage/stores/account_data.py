@@ -100,3 +100,12 @@ class AccountDataStore:
             else:
                 room_data.setdefault(room_id, {})[data_type] = content
         return AccountDataChanges(global_data, room_data)
+
+    async def erase_user(self, user_id: str) -> int:
+        """Account erasure: every document of the user, global and per room. Returns the rows deleted."""
+
+        def _erase_account_data_txn(txn: Transaction) -> int:
+            txn.execute("DELETE FROM account_data WHERE user_id = ?", (user_id,))
+            return max(txn.rowcount, 0)
+
+        return await self._db.run_interaction("erase_user_account_data", _erase_account_data_txn)

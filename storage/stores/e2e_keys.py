@@ -272,6 +272,34 @@ class E2EKeyStore:
         if with_keys:
             self._record_changes_txn(txn, [(user_id, d, None) for d in sorted(with_keys)])
 
+    async def erase_user(self, user_id: str) -> int:
+        """Account erasure: every key and signature of or by the user, including any left by a
+        device already gone. Others hear of it as a device-list change. Returns the rows deleted."""
+
+        def _erase_e2e_keys_txn(txn: Transaction) -> int:
+            txn.execute(
+                "SELECT device_id FROM e2e_one_time_keys WHERE user_id = ?"
+                " UNION SELECT device_id FROM e2e_fallback_keys WHERE user_id = ?",
+                (user_id, user_id),
+            )
+            txn.call_after(self._key_counts_changed, [(user_id, row[0]) for row in txn.fetchall()])
+            deleted = 0
+            for sql, args in (
+                ("DELETE FROM e2e_one_time_keys WHERE user_id = ?", (user_id,)),
+                ("DELETE FROM e2e_fallback_keys WHERE user_id = ?", (user_id,)),
+                ("DELETE FROM e2e_device_keys WHERE user_id = ?", (user_id,)),
+                ("DELETE FROM e2e_cross_signing_keys WHERE user_id = ?", (user_id,)),
+                ("DELETE FROM e2e_cross_signing_signatures WHERE target_user_id = ? OR signer_user_id = ?",
+                 (user_id, user_id)),
+            ):
+                txn.execute(sql, args)
+                deleted += max(txn.rowcount, 0)
+            if deleted:
+                self._record_changes_txn(txn, [(user_id, None, None)])
+            return deleted
+
+        return await self._db.run_interaction("erase_user_e2e_keys", _erase_e2e_keys_txn)
+
     def _record_changes_txn(self, txn: Transaction, changes: Sequence[tuple[str, str | None, str | None]]) -> int:
         position = self.stream.get_next_txn(txn)
         txn.execute_many(

@@ -111,3 +111,8 @@ class EventFetcher:
         self.redaction_fence.finish_write(_REDACTIONS, token)
         if redacted_event_id is not None:
             self._cache.pop(redacted_event_id)
+
+    def forget(self, event_ids: Iterable[str]) -> None:
+        """Drop events that were pruned or deleted (retention) from the cache."""
+        for event_id in event_ids:
+            self._cache.pop(event_id)

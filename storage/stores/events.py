@@ -19,7 +19,7 @@ from homeserver.events.event import Event, StateKey, StateMap
 from homeserver.events.redaction import prune_event_dict
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from storage.database import Database, Transaction
-from storage.sealing import Sealer
+from storage.sealing import Sealer, lookup_digest
 from storage.stores.cache import LruCache
 from storage.stores.event_fetch import EventFetcher, StoredEvent, chunks, placeholders
 from storage.stores.memberships import MembershipQueries
@@ -144,6 +144,10 @@ class EventStore(TimelineQueries, MembershipQueries):
         if self._changes_known_from is None:
             self._changes_known_from = self._stream.get_current_token()
         blob = self._sealer.seal_json(event.pdu)
+        # The client's transaction id is stored as a digest (for look-ups) and sealed.
+        txn_row = None if txn_key is None else (
+            txn_key[0], txn_key[1], lookup_digest(txn_key[2]), self._sealer.seal_str(txn_key[2])
+        )
         prev_state = None if prev_state_group is None else self._state.cached_group(prev_state_group)
         room_token = self._state.room_fence.start_write(event.room_id)
         # Only a redaction changes a stored event, so only it keeps readers from caching.
@@ -160,7 +164,7 @@ class EventStore(TimelineQueries, MembershipQueries):
                 rejected_reason,
                 outlier,
                 update_current_state,
-                txn_key,
+                txn_row,
                 out_of_band_membership,
                 push_actions,
             )
@@ -225,6 +229,13 @@ class EventStore(TimelineQueries, MembershipQueries):
             evicted_ordering, _ = recent.pop(0)
             self._recent_complete_from[room_id] = evicted_ordering
 
+    def forget_purged(self, room_id: str, event_ids: Iterable[str]) -> None:
+        """Drop events deleted from the database (retention) from the memory of recent events."""
+        recent = self._recent.get(room_id)
+        if recent:
+            gone = set(event_ids)
+            recent[:] = [entry for entry in recent if entry[1] not in gone]
+
     def memberships_unchanged_since(self, user_id: str, room_ids: Iterable[str], from_stream: int) -> bool:
         """True if memory proves that no member event of `user_id`, nor any in `room_ids`, was
         persisted after `from_stream`; False if it can't tell."""
@@ -257,7 +268,7 @@ class EventStore(TimelineQueries, MembershipQueries):
         rejected_reason: str | None,
         outlier: bool,
         update_current_state: bool,
-        txn_key: tuple[str, str, str] | None,
+        txn_row: tuple[str, str, str, bytes | None] | None,
         out_of_band_membership: bool,
         push_actions: EventPushActions | None,
     ) -> _Outcome:
@@ -265,7 +276,7 @@ class EventStore(TimelineQueries, MembershipQueries):
         # question, one allocates the stream position, one batch writes (more only for
         # state events, redactions, and events redacted before they arrived).
         event_id, room_id = event.event_id, event.room_id
-        known = self._lookup_txn(txn, self._stream, event, prev_state_group, txn_key)
+        known = self._lookup_txn(txn, self._stream, event, prev_state_group, txn_row)
         if known.stream_ordering is not None:
             txn.execute(
                 "SELECT state_group FROM event_to_state_groups WHERE event_id = ?", (event_id,)
@@ -303,13 +314,13 @@ class EventStore(TimelineQueries, MembershipQueries):
             )
 
         batch = StatementBatch()
-        if txn_key is not None:
+        if txn_row is not None:
             # A concurrent claim of the key makes PostgreSQL fail this at REPEATABLE READ
             # with a serialisation error; the retry's lookup then sees the winner's row.
             batch.add(
-                "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, inserted_ts)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, device_id, txn_id) DO NOTHING",
-                (*txn_key, event_id, event.origin_server_ts),
+                "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, inserted_ts, sealed_txn_id)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, device_id, txn_id) DO NOTHING",
+                (*txn_row[:3], event_id, event.origin_server_ts, txn_row[3]),
             )
         batch.add(
             "INSERT INTO events (stream_ordering, event_id, room_id, room_version, type,"
@@ -408,9 +419,9 @@ class EventStore(TimelineQueries, MembershipQueries):
         stream: StreamIdGenerator,
         event: Event,
         prev_state_group: int | None,
-        txn_key: tuple[str, str, str] | None,
+        txn_row: tuple[str, str, str, bytes | None] | None,
     ) -> _Known:
-        user_id, device_id, txn_id = txn_key if txn_key is not None else (None, None, None)
+        user_id, device_id, txn_id = txn_row[:3] if txn_row is not None else (None, None, None)
         allocation = stream.allocation_sql(txn)
         txn.execute(
             f"SELECT {allocation or 'NULL'}, (SELECT stream_ordering FROM events WHERE event_id = ?),"
@@ -514,7 +525,7 @@ class EventStore(TimelineQueries, MembershipQueries):
             "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?",
             user_id,
             device_id,
-            txn_id,
+            lookup_digest(txn_id),
         )
         return rows[0][0] if rows else None
 
@@ -528,11 +539,12 @@ class EventStore(TimelineQueries, MembershipQueries):
             result: dict[str, str] = {}
             for chunk in chunks(ids):
                 txn.execute(
-                    "SELECT event_id, txn_id FROM event_txn_ids WHERE user_id = ? AND device_id = ?"
-                    f" AND event_id IN ({placeholders(len(chunk))})",
+                    "SELECT event_id, sealed_txn_id FROM event_txn_ids WHERE user_id = ? AND device_id = ?"
+                    f" AND event_id IN ({placeholders(len(chunk))}) AND sealed_txn_id IS NOT NULL",
                     [user_id, device_id, *chunk],
                 )
-                result.update(txn.fetchall())
+                for event_id, sealed in txn.fetchall():
+                    result[event_id] = self._sealer.open(sealed).decode("utf-8")
             return result
 
         return await self._db.run_interaction("get_txn_ids_for_events", _txn_ids_txn) if ids else {}

@@ -40,3 +40,12 @@ class FilterStore:
             user_id, filter_id,
         )
         return self._sealer.open_json(rows[0][0]) if rows else None
+
+    async def erase_user(self, user_id: str) -> int:
+        """Account erasure: the user's filters. Returns the rows deleted."""
+
+        def _erase_filters_txn(txn: Transaction) -> int:
+            txn.execute("DELETE FROM user_filters WHERE user_id = ?", (user_id,))
+            return max(txn.rowcount, 0)
+
+        return await self._db.run_interaction("erase_user_filters", _erase_filters_txn)

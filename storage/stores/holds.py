@@ -43,33 +43,39 @@ class HoldStore:
         sealed = self._sealer.seal_str(reason)
 
         def _place_hold_txn(txn: Transaction) -> int:
-            existing = self._active_id_txn(txn, target_type, target_id)
-            if existing is not None:
-                return existing
+            # A concurrent placement on PostgreSQL makes this a serialisation failure, and the
+            # retry then finds that hold.
             txn.execute(
                 "INSERT INTO legal_holds (target_type, target_id, reason, created_by, created_ts)"
-                " VALUES (?, ?, ?, ?, ?) RETURNING id",
+                " VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (target_type, target_id) WHERE released_ts IS NULL DO NOTHING RETURNING id",
                 (target_type, target_id, sealed, created_by, now_ms),
             )
-            return int(txn.fetchone()[0])  # type: ignore[index]
+            row = txn.fetchone()
+            if row is not None:
+                return int(row[0])
+            existing = self._active_id_txn(txn, target_type, target_id)
+            assert existing is not None
+            return existing
 
         hold_id = await self._db.run_interaction("place_hold", _place_hold_txn)
         hold = await self.get_hold(hold_id)
         assert hold is not None
         return hold
 
-    async def release_hold(self, target_type: HoldTarget, target_id: str, *, released_by: str, now_ms: int) -> bool:
-        """Release the active hold on the target; False if there was none."""
+    async def release_hold(self, target_type: HoldTarget, target_id: str, *, released_by: str,
+                           now_ms: int) -> Hold | None:
+        """Release the active hold on the target and return it; None if there was none."""
 
-        def _release_hold_txn(txn: Transaction) -> bool:
-            txn.execute(
-                "UPDATE legal_holds SET released_by = ?, released_ts = ?"
-                " WHERE target_type = ? AND target_id = ? AND released_ts IS NULL",
-                (released_by, now_ms, target_type, target_id),
-            )
-            return txn.rowcount > 0
+        def _release_hold_txn(txn: Transaction) -> int | None:
+            hold_id = self._active_id_txn(txn, target_type, target_id)
+            if hold_id is not None:
+                txn.execute("UPDATE legal_holds SET released_by = ?, released_ts = ? WHERE id = ?",
+                            (released_by, now_ms, hold_id))
+            return hold_id
 
-        return await self._db.run_interaction("release_hold", _release_hold_txn)
+        hold_id = await self._db.run_interaction("release_hold", _release_hold_txn)
+        return None if hold_id is None else await self.get_hold(hold_id)
 
     async def get_hold(self, hold_id: int) -> Hold | None:
         rows = await self._db.execute("get_hold", f"SELECT {_COLUMNS} FROM legal_holds WHERE id = ?", hold_id)

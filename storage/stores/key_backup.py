@@ -127,6 +127,19 @@ class KeyBackupStore:
 
         return await self._db.run_interaction("delete_backup_version", _delete_backup_version_txn)
 
+    async def erase_user(self, user_id: str) -> int:
+        """Account erasure: every backed-up session and every version row, deleted ones too (their
+        sealed auth_data is the user's). Version numbers are never reused (identity/autoincrement).
+        Returns the rows deleted."""
+
+        def _erase_key_backup_txn(txn: Transaction) -> int:
+            txn.execute("DELETE FROM room_key_backup_keys WHERE user_id = ?", (user_id,))
+            keys = max(txn.rowcount, 0)
+            txn.execute("DELETE FROM room_key_backup_versions WHERE user_id = ?", (user_id,))
+            return keys + max(txn.rowcount, 0)
+
+        return await self._db.run_interaction("erase_user_key_backup", _erase_key_backup_txn)
+
     async def put_keys(self, user_id: str, version: str, keys: Iterable[BackupKey]) -> tuple[str, int]:
         """Store keys in the current version, keeping the better copy of each session.
 

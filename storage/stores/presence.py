@@ -88,3 +88,12 @@ class PresenceStore:
     def _from_row(self, row: tuple) -> PresenceState:
         user_id, state, status, last_active_ts, stream_id = row
         return PresenceState(user_id, state, self._sealer.open_str(status), int(last_active_ts), int(stream_id))
+
+    async def erase_user(self, user_id: str) -> int:
+        """Account erasure: the user's presence row. Returns the rows deleted."""
+
+        def _erase_presence_txn(txn: Transaction) -> int:
+            txn.execute("DELETE FROM presence WHERE user_id = ?", (user_id,))
+            return max(txn.rowcount, 0)
+
+        return await self._db.run_interaction("erase_user_presence", _erase_presence_txn)

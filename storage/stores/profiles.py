@@ -84,3 +84,12 @@ class ProfileStore:
             if field is not None:
                 profile[field] = self._sealer.open_json(blob)
         return list(out.items())
+
+    async def erase_user(self, user_id: str) -> int:
+        """Account erasure: every profile field (display name, avatar, custom keys). Returns the rows deleted."""
+
+        def _erase_profile_txn(txn: Transaction) -> int:
+            txn.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,))
+            return max(txn.rowcount, 0)
+
+        return await self._db.run_interaction("erase_user_profile", _erase_profile_txn)

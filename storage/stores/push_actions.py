@@ -173,3 +173,17 @@ class PushActionStore:
             *ids,
         )
         return {event_id: (rel_type, target) for event_id, rel_type, target in rows}
+
+    async def erase_user(self, user_id: str, batch: int) -> int:
+        """Account erasure: delete up to `batch` of the user's rows in one short transaction;
+        the caller repeats until fewer than `batch` go. Returns the rows deleted."""
+
+        def _erase_push_actions_txn(txn: Transaction) -> int:
+            txn.execute(
+                "DELETE FROM event_push_actions WHERE user_id = ? AND (room_id, stream_ordering) IN"
+                " (SELECT room_id, stream_ordering FROM event_push_actions WHERE user_id = ? LIMIT ?)",
+                (user_id, user_id, batch),
+            )
+            return max(txn.rowcount, 0)
+
+        return await self._db.run_interaction("erase_user_push_actions", _erase_push_actions_txn)

@@ -44,3 +44,12 @@ class PushRuleStore:
             return position, new
 
         return await self._db.run_interaction("update_push_rules", _update_push_rules_txn)
+
+    async def erase_user(self, user_id: str) -> int:
+        """Account erasure: the user's push-rule document. Returns the rows deleted."""
+
+        def _erase_push_rules_txn(txn: Transaction) -> int:
+            txn.execute("DELETE FROM push_rules WHERE user_id = ?", (user_id,))
+            return max(txn.rowcount, 0)
+
+        return await self._db.run_interaction("erase_user_push_rules", _erase_push_rules_txn)

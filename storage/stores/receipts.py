@@ -81,3 +81,15 @@ class ReceiptStore:
             user_id, *rooms, *types,
         )
         return [_from_row(row) for row in rows]
+
+    async def erase_user(self, user_id: str, *, keep_rooms: Collection[str] = ()) -> int:
+        """Account erasure: the user's receipts, except in `keep_rooms` (rooms under a legal hold,
+        whose record includes who read what). Returns the rows deleted."""
+        kept = list(keep_rooms)
+
+        def _erase_receipts_txn(txn: Transaction) -> int:
+            where = f" AND room_id NOT IN ({', '.join('?' for _ in kept)})" if kept else ""
+            txn.execute(f"DELETE FROM receipts WHERE user_id = ?{where}", (user_id, *kept))
+            return max(txn.rowcount, 0)
+
+        return await self._db.run_interaction("erase_user_receipts", _erase_receipts_txn)

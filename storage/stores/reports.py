@@ -47,3 +47,13 @@ class ReportStore:
             before_id if before_id is not None else 2**62, limit,
         )
         return [Report(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], self._sealer.open_str(r[6])) for r in rows]
+
+    async def erase_reports_by(self, user_id: str) -> int:
+        """Account erasure: the reports the user made (their words). Reports about the user stay
+        with the moderators: they are other people's records. Returns the rows deleted."""
+
+        def _erase_reports_txn(txn: Transaction) -> int:
+            txn.execute("DELETE FROM reports WHERE reporter = ?", (user_id,))
+            return max(txn.rowcount, 0)
+
+        return await self._db.run_interaction("erase_reports_by_user", _erase_reports_txn)

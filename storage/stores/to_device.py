@@ -1,7 +1,8 @@
 """To-device messages: a sealed inbox per device, numbered on the "to_device" stream.
 
 A message stays in its device's inbox until the device acknowledges it by syncing with a token
-past its position, or the device is deleted (`DeviceStore.delete_devices`), or it grows too old.
+past its position, or the device is deleted (`DeviceStore.delete_devices`), or it grows older than
+`undelivered_ttl` (`delete_undelivered_before`, run by the undelivered sweeper).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from storage.database import Database, Transaction
-from storage.sealing import Sealer
+from storage.sealing import Sealer, lookup_digest
 from storage.streams import StreamIdGenerator
 
 # In a recipient's map, this device ID means "every device of the user".
@@ -33,6 +34,14 @@ class SendResult:
 
     position: int | None
     recipients: list[str]
+
+
+@dataclass(frozen=True)
+class UndeliveredDeleted:
+    """What one batch of the undelivered sweep deleted."""
+
+    messages: int
+    txn_ids: int
 
 
 class ToDeviceStore:
@@ -68,7 +77,7 @@ class ToDeviceStore:
             txn.execute(
                 "INSERT INTO to_device_txns (user_id, device_id, txn_id, created_ts) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (user_id, device_id, txn_id) DO NOTHING",
-                (sender, sender_device_id, txn_id, now_ms),
+                (sender, sender_device_id, lookup_digest(txn_id), now_ms),  # client-chosen: digest only
             )
             if txn.rowcount == 0:
                 return SendResult(None, [])
@@ -143,9 +152,79 @@ class ToDeviceStore:
         message = self._sealer.open_json(blob)
         return ToDeviceMessage(int(stream_id), message["sender"], message["type"], message["content"])
 
+    async def delete_undelivered_before(self, before_ts: int, batch: int) -> UndeliveredDeleted:
+        """Delete up to `batch` inbox messages created before `before_ts` that no device picked
+        up, and up to `batch` transaction IDs as old, in one short transaction, oldest first.
+
+        The caller repeats until a call deletes less than `batch` of each. The age is the only
+        state, so an interrupted sweep resumes where it stopped by simply running again.
+        """
+
+        def _delete_undelivered_txn(txn: Transaction) -> UndeliveredDeleted:
+            txn.execute(
+                "SELECT user_id, device_id, stream_id FROM device_inbox WHERE created_ts < ?"
+                " ORDER BY created_ts LIMIT ?",
+                (before_ts, batch),
+            )
+            messages = txn.fetchall()
+            txn.execute_many("DELETE FROM device_inbox WHERE user_id = ? AND device_id = ? AND stream_id = ?",
+                             messages)
+            txn.execute(
+                "SELECT user_id, device_id, txn_id FROM to_device_txns WHERE created_ts < ?"
+                " ORDER BY created_ts LIMIT ?",
+                (before_ts, batch),
+            )
+            txn_ids = txn.fetchall()
+            txn.execute_many("DELETE FROM to_device_txns WHERE user_id = ? AND device_id = ? AND txn_id = ?",
+                             txn_ids)
+            return UndeliveredDeleted(messages=len(messages), txn_ids=len(txn_ids))
+
+        return await self._db.run_interaction("delete_undelivered_to_device", _delete_undelivered_txn)
+
     @staticmethod
     def delete_for_devices_txn(txn: Transaction, keys: list[tuple[str, str]]) -> None:
         """Empty the inboxes of deleted devices and forget their transaction IDs, in the
         caller's transaction."""
         txn.execute_many("DELETE FROM device_inbox WHERE user_id = ? AND device_id = ?", keys)
         txn.execute_many("DELETE FROM to_device_txns WHERE user_id = ? AND device_id = ?", keys)
+
+    async def erase_user(self, user_id: str) -> int:
+        """Account erasure: the user's inbox (every device, even one already gone) and the
+        transaction IDs of their sends. Returns the rows deleted."""
+
+        def _erase_to_device_txn(txn: Transaction) -> int:
+            txn.execute("DELETE FROM device_inbox WHERE user_id = ?", (user_id,))
+            inbox = max(txn.rowcount, 0)
+            txn.execute("DELETE FROM to_device_txns WHERE user_id = ?", (user_id,))
+            return inbox + max(txn.rowcount, 0)
+
+        return await self._db.run_interaction("erase_user_to_device", _erase_to_device_txn)
+
+    async def delete_sent_by(self, sender: str, after: tuple[str, str, int] | None,
+                             batch: int) -> tuple[int, tuple[str, str, int] | None]:
+        """Delete the undelivered messages `sender` sent, scanning up to `batch` inbox rows after
+        the key `after`; returns (deleted, key to continue from, or None when the scan is done).
+
+        The sender is only inside the sealed message, so each row is opened: a full pass costs one
+        read of the inbox, which `undelivered_ttl` keeps small. Erasure is rare; a sender column
+        would make it an index look-up.
+        """
+
+        def _delete_sent_by_txn(txn: Transaction) -> tuple[int, tuple[str, str, int] | None]:
+            if after is None:
+                txn.execute("SELECT user_id, device_id, stream_id, message FROM device_inbox"
+                            " ORDER BY user_id, device_id, stream_id LIMIT ?", (batch,))
+            else:
+                txn.execute(
+                    "SELECT user_id, device_id, stream_id, message FROM device_inbox"
+                    " WHERE user_id > ? OR (user_id = ? AND (device_id > ? OR (device_id = ? AND stream_id > ?)))"
+                    " ORDER BY user_id, device_id, stream_id LIMIT ?",
+                    (after[0], after[0], after[1], after[1], after[2], batch),
+                )
+            rows = txn.fetchall()
+            theirs = [(u, d, int(s)) for u, d, s, blob in rows if self._sealer.open_json(blob).get("sender") == sender]
+            txn.execute_many("DELETE FROM device_inbox WHERE user_id = ? AND device_id = ? AND stream_id = ?", theirs)
+            last = rows[-1] if len(rows) == batch else None
+            return len(theirs), (None if last is None else (last[0], last[1], int(last[2])))
+
+        return await self._db.run_interaction("delete_to_device_sent_by", _delete_sent_by_txn)

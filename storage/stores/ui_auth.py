@@ -107,3 +107,20 @@ class UIAuthStore:
             return txn.rowcount
 
         return await self._db.run_interaction("delete_old_ui_auth_sessions", _delete_old_txn)
+
+    async def erase_user_sessions(self, user_id: str, localpart: str) -> int:
+        """Account erasure: sessions that passed a password stage as the user, or that registered
+        `localpart`. Both are only inside sealed blobs, so every session is opened: sessions live
+        half an hour, the table stays small. Returns the sessions deleted."""
+
+        def _erase_ui_auth_txn(txn: Transaction) -> int:
+            txn.execute("SELECT session_id, clientdict FROM ui_auth_sessions")
+            doomed = {sid for sid, blob in txn.fetchall()
+                      if self._sealer.open_json(blob).get("username") in (localpart, user_id)}
+            txn.execute("SELECT session_id, result FROM ui_auth_sessions_credentials")
+            doomed.update(sid for sid, blob in txn.fetchall() if self._sealer.open_json(blob) == user_id)
+            txn.execute_many("DELETE FROM ui_auth_sessions_credentials WHERE session_id = ?", [(s,) for s in doomed])
+            txn.execute_many("DELETE FROM ui_auth_sessions WHERE session_id = ?", [(s,) for s in doomed])
+            return len(doomed)
+
+        return await self._db.run_interaction("erase_user_ui_auth_sessions", _erase_ui_auth_txn)

@@ -60,7 +60,8 @@ def init_data_dir(data_dir: Path, database: dict[str, Any], **overrides: Any) ->
         listener["port"] = 0
         listener["bind_addresses"] = ["127.0.0.1"]
     config.update(
-        database=database,
+        # The test's database, declared where `piman init` declared its own (data_residency pins it).
+        database={**database, "location": config["database"]["location"]},
         registration_shared_secret=SHARED_SECRET,
         bcrypt_rounds=4,
         rc_registration=_GENEROUS_RATE,
@@ -87,6 +88,11 @@ class ServerProcess:
     def output(self) -> str:
         """stdout and stderr so far, interleaved as the server wrote them."""
         return "".join(self._lines)
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
 
     @property
     def returncode(self) -> int | None:

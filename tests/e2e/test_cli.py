@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.e2e.server_process import PIMAN, SERVER_NAME, init_data_dir, subprocess_env, piman
+from tests.e2e.server_process import PIMAN, SERVER_NAME, ServerProcess, init_data_dir, piman, subprocess_env
 
 
 def _sqlite(tmp_path: Path) -> dict[str, object]:
@@ -106,3 +106,22 @@ def test_run_refuses_a_world_readable_data_key(tmp_path: Path) -> None:
     assert result.returncode != 0, f"piman run started with a world-readable data key:\n{result.stdout}"
     assert str(data_key) in result.stderr, result.stderr
     assert "listening on" not in result.stdout + result.stderr
+
+
+def test_a_second_server_on_the_same_database_refuses_to_start(tmp_path: Path,
+                                                               database_config: dict[str, object]) -> None:
+    """Two servers on one database would each trust caches the other makes stale."""
+    config_path = init_data_dir(tmp_path / "data", database_config)
+    first = ServerProcess(config_path)
+    first.start()
+    try:
+        result = subprocess.run([str(PIMAN), "run", "--config", str(config_path)], capture_output=True,
+                                text=True, timeout=60, stdin=subprocess.DEVNULL, env=subprocess_env())
+        assert result.returncode == 1, result.stdout
+        assert "cannot start: another piman process is using" in result.stderr, result.stderr
+        assert "listening on" not in result.stdout
+    finally:
+        assert first.stop() == 0
+    again = ServerProcess(config_path)  # released on a clean stop
+    again.start()
+    assert again.stop() == 0

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from homeserver.rest.client import (
     account,
     account_data,
+    consent,
     devices,
     directory,
     filters,
@@ -23,6 +24,7 @@ from homeserver.rest.client import (
     register,
     relations,
     reports,
+    retention,
     room_reads,
     room_upgrade,
     rooms,
@@ -40,8 +42,8 @@ if TYPE_CHECKING:
 
 MODULES = (versions, login, register, account, devices, rooms, room_reads, sync, account_data, filters, profile,
            presence, receipts, push_rules, user_directory, reports, directory, room_upgrade, timestamp_to_event,
-           relations, notifications, to_device, key_backup, keys, media, media_thumbnails,
-           admin_register)
+           relations, notifications, to_device, key_backup, keys, media, media_thumbnails, consent,
+           retention, admin_register)
 
 
 def client_servlets(hs: "HomeServer") -> list[Any]:

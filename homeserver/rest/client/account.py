@@ -53,11 +53,14 @@ class DeactivateServlet(Servlet):
     async def on_POST(self, request: PimanRequest) -> tuple[int, Any]:
         requester = await self.hs.auth.get_user_by_req(request)
         body = read_json_object(request, allow_empty=True)
-        body.bool("erase", False)  # type-checked now; erasure itself is issue #6's work
+        erase = body.bool("erase", False)
         body.str("id_server", None, nullable=True)
         result = await self.hs.ui_auth.check(request, body, flows=PASSWORD_FLOWS,
                                               description="deactivate your account", requester=requester)
-        await self.hs.account_handler.deactivate(requester.user_id)
+        if erase:  # refused (409, nothing changed) while a legal hold is on the account
+            await self.hs.erasure_handler.erase(requester.user_id, requested_by=requester.user_id)
+        else:
+            await self.hs.account_handler.deactivate(requester.user_id)
         await self.hs.ui_auth.finish(result.session_id)
         # No identity server is ever contacted: there is nothing to unbind there.
         return HTTPStatus.OK, {"id_server_unbind_result": "no-support"}

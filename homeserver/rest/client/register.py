@@ -65,6 +65,9 @@ class RegisterServlet(Servlet):
             raise
         if token is not None:
             await self.hs.store.registration_tokens.complete_token_use(token)
+        accepted_policy = result.completed.get("m.login.terms")
+        if accepted_policy is not None:
+            await self.hs.consent_handler.record(user_id, accepted_policy)
         await self.hs.ui_auth.finish(result.session_id)
         return HTTPStatus.OK, await self._login_response(request, user_id, fields)
 

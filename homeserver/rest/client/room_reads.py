@@ -43,6 +43,7 @@ class EventServlet(Servlet):
         visible = await self.hs.visibility.filter_events(requester.user_id, [stored], current_membership=membership)
         if not visible:
             raise not_found("Event not found.")  # not 403: don't reveal that it exists
+        stored = visible[0]  # as this user may have it (pruned if an erased user sent it)
         bundled = await bundle_aggregations(self.hs, requester.user_id, [stored])
         return HTTPStatus.OK, client_event(stored, self.hs.clock.time_msec(), relations=bundled.get(event_id))
 

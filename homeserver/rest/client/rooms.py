@@ -1,4 +1,8 @@
-"""Room writes: `/createRoom`, joining and the other membership actions, sending and redacting."""
+"""Room writes: `/createRoom`, joining and the other membership actions, sending and redacting.
+
+With `require_consent`, every write but leaving, forgetting and redacting (users may always take
+back what they wrote) first asks the consent handler; the admin API doesn't come through here.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ class CreateRoomServlet(Servlet):
 
     async def on_POST(self, request: PimanRequest) -> tuple[int, Any]:
         requester = await self.hs.auth.get_user_by_req(request)
+        await self.hs.consent_handler.require_consent(requester)
         body = read_json_object(request, allow_empty=True)
         spec = self.hs.room_creation_handler.parse(body)
         room_id, alias = await self.hs.room_creation_handler.create(requester.user_id, spec)
@@ -35,6 +40,7 @@ class JoinServlet(Servlet):
 
     async def on_POST(self, request: PimanRequest, room: str) -> tuple[int, Any]:
         requester = await self.hs.auth.get_user_by_req(request, allow_guest=True)
+        await self.hs.consent_handler.require_consent(requester, room)  # one's notices room stays joinable
         body = read_json_object(request, allow_empty=True)
         room_id = await self.hs.membership_handler.join(room, requester.user_id,
                                                         reason=body.str("reason", None, nullable=True))
@@ -46,6 +52,7 @@ class KnockServlet(Servlet):
 
     async def on_POST(self, request: PimanRequest, room: str) -> tuple[int, Any]:
         requester = await self.hs.auth.get_user_by_req(request)
+        await self.hs.consent_handler.require_consent(requester)
         body = read_json_object(request, allow_empty=True)
         room_id = await self.hs.membership_handler.knock(room, requester.user_id,
                                                          reason=body.str("reason", None, nullable=True))
@@ -59,6 +66,8 @@ class MembershipServlet(Servlet):
 
     async def on_POST(self, request: PimanRequest, room_id: str, action: str) -> tuple[int, Any]:
         requester = await self.hs.auth.get_user_by_req(request, allow_guest=action in ("leave", "forget"))
+        if action not in ("leave", "forget"):
+            await self.hs.consent_handler.require_consent(requester)
         body = read_json_object(request, allow_empty=True)
         reason = body.str("reason", None, nullable=True)
         handler = self.hs.membership_handler
@@ -85,6 +94,7 @@ class SendEventServlet(Servlet):
 
     async def on_PUT(self, request: PimanRequest, room_id: str, event_type: str, txn_id: str) -> tuple[int, Any]:
         requester = await self.hs.auth.get_user_by_req(request, allow_guest=True)
+        await self.hs.consent_handler.require_consent(requester)
         content = read_json_object(request).data
         sent = await self.hs.message_handler.send_message(
             requester, room_id, event_type, content, txn_id=txn_id)
@@ -114,6 +124,7 @@ class StateEventServlet(Servlet):
 
     async def on_PUT(self, request: PimanRequest, room_id: str, event_type: str, state_key: str = "") -> tuple[int, Any]:
         requester = await self.hs.auth.get_user_by_req(request, allow_guest=True)
+        await self.hs.consent_handler.require_consent(requester)
         content = read_json_object(request).data
         sent = await self.hs.message_handler.send_state(requester, room_id, event_type, state_key, content)
         return HTTPStatus.OK, {"event_id": sent.event.event_id}
