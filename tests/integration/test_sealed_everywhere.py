@@ -23,7 +23,7 @@ from tests.integration.harness import SERVER_NAME, V3, Client, TestServer, creat
 MEDIA = "/_matrix/media/v3"
 
 
-def _canary_token() -> str:
+def canary_token() -> str:
     return f"cnry{uuid.uuid4().hex[:16]}"
 
 
@@ -136,7 +136,7 @@ async def write_canaries(server: TestServer, token: str) -> list[str]:
     return fields
 
 
-def _hits(data: bytes, token: str) -> set[str]:
+def canary_hits(data: bytes, token: str) -> set[str]:
     """The field names of the canaries in `data`, in clear or hex-encoded."""
     pattern = re.compile(re.escape(token.encode()) + rb"-([a-z_]+)")
     found = {m.decode() for m in pattern.findall(data)}
@@ -152,7 +152,7 @@ def _hits(data: bytes, token: str) -> set[str]:
     return found
 
 
-def _database_bytes(database_config: dict[str, Any]) -> dict[str, bytes]:
+def database_bytes(database_config: dict[str, Any]) -> dict[str, bytes]:
     if database_config["name"] == "sqlite3":
         path = Path(database_config["args"]["database"])
         siblings = [path, *(path.with_name(path.name + s) for s in ("-wal", "-journal", "-shm"))]
@@ -169,7 +169,7 @@ def _database_bytes(database_config: dict[str, Any]) -> dict[str, bytes]:
     return {"pg_dump": dump.stdout}
 
 
-def _media_bytes(media_root: Path) -> dict[str, bytes]:
+def media_bytes(media_root: Path) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for p in media_root.rglob("*") if p.is_file()}
 
 
@@ -177,23 +177,23 @@ def _media_bytes(media_root: Path) -> dict[str, bytes]:
 async def test_nothing_a_user_wrote_is_stored_in_clear(
     server: TestServer, database_config: dict[str, Any], tmp_path: Path
 ) -> None:
-    token = _canary_token()
+    token = canary_token()
     fields = await write_canaries(server, token)
     # The writes happened (a field silently dropped would pass the search below).
     store = server.hs.store
     devices = await store.devices.get_devices(f"@alice:{SERVER_NAME}")
     assert any(d.last_seen_user_agent == f"{token}-user_agent" for d in devices), devices
     assert len(await store.reports.get_reports()) == 3
-    stored = {**_database_bytes(database_config), **_media_bytes(tmp_path / "media")}
-    assert len(_media_bytes(tmp_path / "media")) >= 2, "the media store holds the uploads"
-    leaks = {name: sorted(_hits(data, token)) for name, data in stored.items()}
+    stored = {**database_bytes(database_config), **media_bytes(tmp_path / "media")}
+    assert len(media_bytes(tmp_path / "media")) >= 2, "the media store holds the uploads"
+    leaks = {name: sorted(canary_hits(data, token)) for name, data in stored.items()}
     leaks = {name: found for name, found in leaks.items() if found}
     assert not leaks, f"canaries found in clear at rest (of {len(fields)} fields written): {leaks}"
 
 
 def test_the_search_finds_a_canary_in_clear_and_in_hex() -> None:
     """The search itself can fail: a clear or hex-encoded canary is found and named."""
-    token = _canary_token()
-    assert _hits(f"xx{token}-room_name yy".encode(), token) == {"room_name"}
-    assert _hits(b"\\x00" + f"{token}-topic".encode().hex().encode() + b"00", token) == {"topic"}
-    assert _hits(os.urandom(4096), token) == set()
+    token = canary_token()
+    assert canary_hits(f"xx{token}-room_name yy".encode(), token) == {"room_name"}
+    assert canary_hits(b"\\x00" + f"{token}-topic".encode().hex().encode() + b"00", token) == {"topic"}
+    assert canary_hits(os.urandom(4096), token) == set()
