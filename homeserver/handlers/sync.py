@@ -197,9 +197,11 @@ class SyncHandler:
         has_data = False
         with_prev: list[tuple[Any, dict[str, Any]]] = []
         to_bundle: list[tuple[Any, dict[str, Any]]] = []  # limited timelines get bundled aggregations (spec)
+        visible = await self._hs.visibility.filter_rooms(
+            ctx.user_id, {room_id: evs for room_id, (evs, _) in latest.items() if evs}, current_membership="join")
         for room_id in joined:
-            events, limited = latest.get(room_id, ([], False))
-            events = await self._hs.visibility.filter_events(ctx.user_id, events, current_membership="join")
+            limited = latest.get(room_id, ([], False))[1]
+            events = visible.get(room_id, [])
             timeline_events = [s for s in events if ctx.filter.timeline.matches(s.event.pdu, room_id)
                                and not is_ignored(ctx, s)]
             typing_changed = ctx.since is None or self._hs.typing_handler.changed_since(room_id, ctx.since.typing)

@@ -1,0 +1,1 @@
+-- audit log hash chain (issue 6): filled in only if needed (an empty migration is a no-op)
