@@ -33,7 +33,9 @@ from config.schema import (
 from config.residency import BACKUP_DIRECTORIES, DATA_RESIDENCY, check_residency, location
 from config.undelivered import UNDELIVERED_TTL
 from config.retention import MEDIA_RETENTION, RETENTION
-from config.privacy_policy import PRIVACY_POLICY, REQUIRE_CONSENT, SERVER_NOTICES, check_consent_needs_policy
+from config.privacy_policy import (
+    FORM_SECRET, PRIVACY_POLICY, REQUIRE_CONSENT, SERVER_NOTICES, check_consent_needs_policy,
+)
 
 WILDCARD_ADDRESSES = ("0.0.0.0", "::")
 
@@ -62,14 +64,15 @@ LISTENER_RESOURCE = Section(
     "ListenerResource",
     {
         "names": ListOf(
-            OneOf("client", "federation", "keys", "media", "metrics", "openid", "health"),
+            OneOf("client", "federation", "keys", "media", "metrics", "openid", "health", "consent"),
             min_items=1,
             required=True,
             doc="""
             Which APIs this listener serves: client (the client-server API, /_matrix/client),
             federation (the server-server API, /_matrix/federation), keys (this server's
             signing keys, /_matrix/key), media (/_matrix/media), metrics (Prometheus),
-            openid (the OpenID user-info endpoint) and health (/health, for load balancers).
+            openid (the OpenID user-info endpoint), health (/health, for load balancers) and
+            consent (the privacy policy's consent page, /_matrix/consent; client serves it too).
             """,
         ),
         "compress": Bool(default=False, doc="Whether to gzip responses that are worth compressing."),
@@ -493,6 +496,7 @@ HOMESERVER = Section(
         # Privacy policy consent and server notices (issue 6).
         "privacy_policy": PRIVACY_POLICY,
         "require_consent": REQUIRE_CONSENT,
+        "form_secret": FORM_SECRET,
         "server_notices": SERVER_NOTICES,
         "log_level": OneOf("DEBUG", "INFO", "WARNING", "ERROR", default="INFO", doc="How much the server logs."),
         "report_stats": Bool(

@@ -1,8 +1,8 @@
-"""`privacy_policy`, `require_consent` and `server_notices`: telling users about the policy, and
-recording that they accepted it.
+"""`privacy_policy`, `require_consent`, `form_secret` and `server_notices`: telling users about the
+policy, and recording that they accepted it.
 
 The version is what users accept and what a change is detected by: changing it announces the new
-version to every user in a server notice on the next start-up.
+version to every user in a server notice on the next start-up (or on SIGHUP, see `piman run`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ PRIVACY_POLICY = Section(
             example="2026-11",
             doc="""
             The policy's version, e.g. "2026-11". Users accept a version; when it changes, every
-            user gets a server notice naming the new version on the next start-up.
+            user gets a server notice naming the new version on the next start-up, or at once
+            when the running server gets SIGHUP (kill -HUP <pid>: it re-reads privacy_policy).
             """,
         ),
         "url": HttpUrl(required=True, example="https://acme.example/privacy", doc="Where users read the policy."),
@@ -72,7 +73,34 @@ REQUIRE_CONSENT = Bool(
     doc="""
     Whether users must have accepted the current privacy_policy version before they send
     messages or state, join, invite or create rooms. Refused requests get 403
-    M_CONSENT_NOT_GIVEN with the policy's URL. Leaving rooms and reading stay possible.
+    M_CONSENT_NOT_GIVEN with the user's link to the consent page (signed with form_secret),
+    where they read and accept the policy. Leaving rooms and reading stay possible.
+    """,
+)
+
+# Shorter than this, a form_secret could be guessed, and with it anyone's consent links.
+FORM_SECRET_MIN_LENGTH = 16
+
+
+class LongSecret(Str):
+    kind = f"a random string of at least {FORM_SECRET_MIN_LENGTH} characters"
+
+    def convert(self, value: Any, path: KeyPath, ctx: Context) -> Any:
+        text = super().convert(value, path, ctx)
+        if len(text) < FORM_SECRET_MIN_LENGTH:
+            raise Invalid(path, f"too short to stay secret: use {self.kind} (e.g. the output of "
+                                "`openssl rand -hex 32`)")
+        return text
+
+
+FORM_SECRET = LongSecret(
+    secret=True,
+    example="<a long random string>",
+    doc="""
+    The key that signs each user's link to the consent page (/_matrix/consent with u= and h= parameters),
+    as Synapse's form_secret does: the link lets its holder accept the privacy policy for
+    that user, without logging in. Required with require_consent; piman init writes one.
+    Changing it invalidates the links already sent.
     """,
 )
 
@@ -99,5 +127,12 @@ SERVER_NOTICES = Section(
 
 
 def check_consent_needs_policy(values: Mapping[str, Any], path: KeyPath) -> None:
-    if values.get("require_consent") and values.get("privacy_policy") is None:
+    """`require_consent` needs a policy to accept, and a form_secret for the consent page's links."""
+    if not values.get("require_consent"):
+        return
+    if values.get("privacy_policy") is None:
         raise Invalid((*path, "require_consent"), "needs a privacy_policy (version and url) for users to accept")
+    if values.get("form_secret") is None:
+        raise Invalid((*path, "form_secret"), "is required with require_consent: it signs the links to the "
+                                              "consent page that refused users are sent to; set it to a long "
+                                              "random string (e.g. the output of `openssl rand -hex 32`)")

@@ -49,6 +49,7 @@ def generate_config_yaml(
     enable_registration: bool = False,
     registration_shared_secret: str | None = None,
     public_baseurl: str | None = None,
+    form_secret: str | None = None,
 ) -> str:
     """A commented homeserver.yaml for a new server, with its files under `data_dir`.
 
@@ -80,6 +81,8 @@ def generate_config_yaml(
         values["registration_shared_secret"] = registration_shared_secret
     if public_baseurl is not None:
         values["public_baseurl"] = public_baseurl
+    if form_secret is not None:
+        values["form_secret"] = form_secret
 
     text = render_sample(HOMESERVER, values, HEADER.format(server_name=server_name))
     load_config_dict(parse_yaml(text, GENERATED_SOURCE), source=GENERATED_SOURCE, base_dir=data_dir)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import os
 import secrets
+import signal
 import sys
 from typing import Any, Awaitable, Callable
 
@@ -39,6 +41,7 @@ def init_data_dir(data_dir: str, server_name: str, *, client_port: int = 8008, f
         server_name=server_name, data_dir=data_dir, client_port=client_port, federation_port=federation_port,
         bind_addresses=bind_addresses, database_url=database_url, enable_registration=enable_registration,
         registration_shared_secret=secrets.token_urlsafe(32), public_baseurl=public_baseurl,
+        form_secret=secrets.token_urlsafe(32),
     )
     config = _validate_generated(text, config_path)
     for path, generate in ((config.signing_key_path, generate_signing_key_file),
@@ -132,8 +135,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         if "ports" in state:
             await stop(hs, state["ports"])
 
+    async def reload() -> None:
+        """SIGHUP: re-read the config and apply a new privacy policy (announced at once); nothing else."""
+        if "ports" not in state:
+            return
+        try:
+            new_config = load_config(config_path)
+        except ConfigError as e:
+            logging.getLogger("piman").error("SIGHUP: config not reloaded, it has an error: %s", e)
+            return
+        try:
+            await hs.consent_handler.reload_policy(new_config)
+        except Exception:
+            logging.getLogger("piman").exception("SIGHUP: applying the reloaded privacy policy failed")
+
     reactor.callWhenRunning(lambda: defer.ensureDeferred(startup()))
     reactor.addSystemEventTrigger("before", "shutdown", lambda: defer.ensureDeferred(shutdown()))
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(lambda: defer.ensureDeferred(reload())))
     reactor.run()
     return int(state["code"])
 
@@ -159,6 +178,11 @@ def cmd_register(args: argparse.Namespace) -> int:
         finally:
             await hs.store.close()
         print(f"Created {'admin ' if args.admin else ''}user {user_id}")
+        if config.privacy_policy is not None:
+            # Writing events beside a running server would leave its caches stale: the server's
+            # catch-up sends the notice (at its next start, or within minutes if it is running).
+            print(f"The server will tell {user_id} about privacy policy version {config.privacy_policy.version} "
+                  "in a server notice.")
         return 0
 
     return _run_in_reactor(main)

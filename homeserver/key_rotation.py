@@ -4,9 +4,10 @@
 stay and keep opening old data), then re-seals every sealed column, table by table in primary key
 order, a small batch per transaction, and the sealed file key at the head of every media file.
 Progress is kept in the database (`reseal_progress`), so after Ctrl-C or a crash
-`piman keys rotate --resume` continues where it stopped. The re-seal runs in this command, not in
-the server. A running server keeps sealing with the key it loaded until it restarts: restart it
-after `rotate`, then run `rotate --resume` once more if `status` still shows the old key in use.
+`piman keys rotate --resume` continues where it stopped. When a server runs on the database (it
+holds the exclusive lock), the command only adds the key and starts the pass: the server notices
+the new key file within `KEY_FILE_CHECK_INTERVAL_S`, seals new data with the new key, and carries
+the pass to its end in the background (`BackgroundReseal`).
 
 `status` prints the pass's progress and scans all sealed data for the key ids still in use;
 `retire` removes from the key file the old keys that scan proves unused, and refuses to remove a
@@ -16,6 +17,7 @@ key something still needs. Both scans read every sealed row (headers only) and m
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -29,16 +31,20 @@ from storage.sealing import Sealer, add_key_to_file, load_sealer, remove_keys_fr
 from storage.stores.sealing_keys import MEDIA_STORE, ResealProgress
 
 BAR_WIDTH = 30
+# How often a running server looks at its data key file for a rotation (a stat: cheap).
+KEY_FILE_CHECK_INTERVAL_S = 10
+
+logger = logging.getLogger(__name__)
 
 
 class ProgressBar:
     """One line of progress on stderr, redrawn in place on a terminal, printed once when done otherwise."""
 
-    def __init__(self, out: TextIO, label: str, unit: str = "rows") -> None:
-        self._out = out
+    def __init__(self, out: TextIO | None, label: str, unit: str = "rows") -> None:
+        self._out = out  # None: no bar (the server re-sealing in the background logs instead)
         self._label = label
         self._unit = unit
-        self._tty = out.isatty()
+        self._tty = out is not None and out.isatty()
 
     def _line(self, done: int, total: int) -> str:
         shown = min(done, total)
@@ -46,11 +52,14 @@ class ProgressBar:
         return f"{self._label:<30} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} {self._unit}"
 
     def update(self, done: int, total: int) -> None:
-        if self._tty:
+        if self._tty and self._out is not None:
             self._out.write("\r" + self._line(done, total))
             self._out.flush()
 
     def finish(self, done: int, total: int, note: str = "") -> None:
+        if self._out is None:
+            logger.info("re-seal: %s", self._line(done, total) + note)
+            return
         self._out.write(("\r" if self._tty else "") + self._line(done, total) + note + "\n")
         self._out.flush()
 
@@ -69,28 +78,40 @@ def media_files(root: str) -> list[str]:
     return sorted(found)
 
 
-async def run_reseal(store: Any, sealer: Sealer, media_root: str, reactor: Any, out: TextIO) -> None:
-    """Carry the started pass to its end: every unfinished table, then the media store."""
+async def run_reseal(store: Any, sealer: Sealer, media_root: str, reactor: Any, out: TextIO | None,
+                     keep_going: Callable[[], bool] = lambda: True) -> bool:
+    """Carry the started pass to its end: every unfinished table, then the media store.
+
+    Stops between batches once `keep_going()` is false (a server shutting down); returns whether
+    the pass is finished. Progress is in the database either way.
+    """
     for progress in await store.sealing_keys.get_reseal_progress():
         if progress.table == MEDIA_STORE:
-            await _reseal_media(store, sealer, media_root, reactor, out)
+            if not progress.finished and not await _reseal_media(store, sealer, media_root, reactor, out, keep_going):
+                return False
             continue
         table = next(t for t in SEALED_TABLES if t.table == progress.table)
         bar = ProgressBar(out, table.table)
         while not progress.finished:
+            if not keep_going():
+                return False
             bar.update(progress.rows_done, progress.rows_total)
             progress = await store.sealing_keys.reseal_batch(table, sealer)
         bar.finish(progress.rows_done, max(progress.rows_total, progress.rows_done),
                    f" ({progress.resealed} re-sealed)")
+    return True
 
 
-async def _reseal_media(store: Any, sealer: Sealer, media_root: str, reactor: Any, out: TextIO) -> None:
+async def _reseal_media(store: Any, sealer: Sealer, media_root: str, reactor: Any, out: TextIO | None,
+                        keep_going: Callable[[], bool]) -> bool:
     # Idempotent rather than positional: a file already sealed with the new key is skipped
     # after reading its header, so a resumed pass just walks the store again.
     paths = await threads.deferToThreadPool(reactor, reactor.getThreadPool(), media_files, media_root)
     bar = ProgressBar(out, "media files", "files")
     resealed = 0
     for done, path in enumerate(paths, start=1):
+        if not keep_going():
+            return False
         try:
             changed = await threads.deferToThreadPool(
                 reactor, reactor.getThreadPool(), reseal_file_key, sealer, path
@@ -103,6 +124,7 @@ async def _reseal_media(store: Any, sealer: Sealer, media_root: str, reactor: An
             await store.sealing_keys.set_media_progress(done, len(paths), resealed, False)
     await store.sealing_keys.set_media_progress(len(paths), len(paths), resealed, True)
     bar.finish(len(paths), len(paths), f" ({resealed} re-sealed)")
+    return True
 
 
 @dataclass
@@ -158,6 +180,58 @@ def _describe_pass(progress: list[ResealProgress]) -> list[str]:
     return lines
 
 
+# -- in the server ------------------------------------------------------------
+
+
+class BackgroundReseal:
+    """A running server's part in a rotation: it notices the rotated key file, seals new data
+    with the new key at once, and carries the re-seal pass (started by `piman keys rotate`) to
+    its end in the background, a batch per transaction, resumable like the command's."""
+
+    def __init__(self, hs: Any) -> None:
+        self._hs = hs
+        self._path = hs.config.data_key_path
+        self._seen = self._file_state()
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Let a re-seal under way stop after its current batch (the server is shutting down)."""
+        self._stopping = True
+
+    def _file_state(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    async def check(self) -> None:
+        """Reload the key file if it changed; continue an unfinished pass to the current key.
+
+        Run by a looping call, which waits for one check to end before the next: a long
+        re-seal simply delays the next look at the file.
+        """
+        state = self._file_state()
+        if state is not None and state != self._seen:
+            try:
+                fresh = load_sealer(self._path)
+            except Exception as e:  # keep the keys we have: they still open everything stored
+                logger.error("data key file changed but can't be used, keeping the loaded keys: %s", e)
+                return
+            self._seen = state
+            if (fresh.current_key_id, fresh.key_ids) != (self._hs.sealer.current_key_id, self._hs.sealer.key_ids):
+                self._hs.sealer.adopt(fresh)
+                logger.info("data key file reloaded: key %r seals new data", fresh.current_key_id)
+        progress = await self._hs.store.sealing_keys.get_reseal_progress()
+        if not progress or all(p.finished for p in progress) or \
+                progress[0].target_key_id != self._hs.sealer.current_key_id:
+            return
+        finished = await run_reseal(self._hs.store, self._hs.sealer, self._hs.config.media_store_path,
+                                    self._hs.reactor, None, keep_going=lambda: not self._stopping)
+        if finished:
+            logger.info("re-seal done: everything is sealed with key %r", self._hs.sealer.current_key_id)
+
+
 # -- commands ----------------------------------------------------------------
 
 
@@ -175,9 +249,20 @@ def _with_store(config_path: str, main: Callable[[Any, Any, Any], Awaitable[int]
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
+    """Add a key (unless --resume) and start the re-seal pass; run it here with a progress bar,
+    or, when a server runs on this database, leave it to the server (`BackgroundReseal`)."""
+    from homeserver.cli import CommandError, run_on_homeserver
+    from storage.errors import DatabaseInUseError
+
     out: TextIO = sys.stderr
 
-    async def main(config: Any, store: Any, reactor: Any) -> int:
+    async def main(hs: Any) -> int:
+        config, store, reactor = hs.config, hs.store, hs.reactor
+        try:
+            hs.take_exclusive_lock()  # released when the command ends
+            server_running = False
+        except DatabaseInUseError:
+            server_running = True
         path = config.data_key_path
         progress = await store.sealing_keys.get_reseal_progress()
         if args.resume:
@@ -190,29 +275,30 @@ def cmd_rotate(args: argparse.Namespace) -> int:
                 await store.sealing_keys.start_reseal(sealer.current_key_id, _now_ms(reactor))
         else:
             if progress and not all(p.finished for p in progress):
-                from homeserver.cli import CommandError
-
                 raise CommandError(
                     f"a re-seal pass to key {progress[0].target_key_id!r} is not finished: continue it with "
                     f"`piman keys rotate --resume --config {args.config}` before rotating again"
                 )
             key_id = add_key_to_file(path)
-            print(f"Added key {key_id!r} to {path}: it seals new data from now on. "
-                  f"Restart the server so that it uses it.", file=out)
+            print(f"Added key {key_id!r} to {path}: it seals new data from now on.", file=out)
             sealer = load_sealer(path)
             await store.sealing_keys.start_reseal(sealer.current_key_id, _now_ms(reactor))
+        if server_running:
+            print(f"A server is running on this database: within {KEY_FILE_CHECK_INTERVAL_S} s it seals new data "
+                  f"with key {sealer.current_key_id!r} and re-seals the stored data in the background. "
+                  f"`piman keys status --config {args.config}` shows how far it is.", file=out)
+            return 0
         interrupted = reactor.addSystemEventTrigger(
             "before", "shutdown", lambda: print(
                 f"\nStopped before the end: continue with `piman keys rotate --resume --config {args.config}`",
                 file=out))
         await run_reseal(store, sealer, config.media_store_path, reactor, out)
         reactor.removeSystemEventTrigger(interrupted)
-        print(f"Re-seal done: everything is sealed with key {sealer.current_key_id!r}. Once no server runs "
-              f"with an older key file, `piman keys retire --config {args.config}` removes the old keys.",
-              file=out)
+        print(f"Re-seal done: everything is sealed with key {sealer.current_key_id!r}. "
+              f"`piman keys retire --config {args.config}` removes the old keys.", file=out)
         return 0
 
-    return _with_store(args.config, main)
+    return run_on_homeserver(args.config, main)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

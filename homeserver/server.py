@@ -60,9 +60,11 @@ from homeserver.handlers.sessions import SessionHandler
 from homeserver.handlers.ui_auth import UserInteractiveAuth
 from homeserver.http.metrics import RequestMetrics
 from homeserver.http.router import InflightRequests, JsonRouter
+from homeserver.key_rotation import KEY_FILE_CHECK_INTERVAL_S, BackgroundReseal
 from homeserver.media.repository import SWEEP_INTERVAL_S as MEDIA_SWEEP_INTERVAL_S, MediaRepository
 from homeserver.notifier import Notifier
 from homeserver.ratelimit import Ratelimiter
+from homeserver.rest import consent_page
 from homeserver.rest.client import client_servlets
 from storage.datastore import DataStore, open_datastore
 from storage.engines import create_engine
@@ -160,6 +162,7 @@ class HomeServer:
         self.e2e_keys_handler = E2EKeysHandler(self)
         self.media_repository = MediaRepository(self)
         self.retention_purger = RetentionPurger(self)
+        self.background_reseal = BackgroundReseal(self)  # picks up `piman keys rotate` while running
         self.erasure_handler = ErasureHandler(self)
         self.sync_handler = SyncHandler(self)
         for extension in sync_user_data.extensions(self) + sync_to_device.extensions(self) + sync_e2e.extensions(self):
@@ -169,6 +172,9 @@ class HomeServer:
             await self.server_notices.ensure_system_user()  # a clash with a person's account stops start-up
 
     def start_background_tasks(self) -> None:
+        self._background.append(
+            self.clock.looping_call(KEY_FILE_CHECK_INTERVAL_S, lambda: defer.ensureDeferred(self.background_reseal.check()))
+        )
         self._background.extend(self.retention_purger.start())  # retention purge jobs, old media
         self.consent_handler.start_announcing()
         self._background.append(  # finishes account erasures a failure or a room hold left unfinished
@@ -205,7 +211,9 @@ class HomeServer:
             max_json_body_size=self.config.max_request_body_size,
         )
         if "client" in resource_names:
-            router.register_all(client_servlets(self))
+            router.register_all(client_servlets(self))  # with the consent page, /_matrix/consent
+        elif "consent" in resource_names:
+            router.register_all(consent_page.servlets(self))
         if "federation" in resource_names or "keys" in resource_names:
             router.register_all(key_server.servlets(self))
         return router
@@ -237,6 +245,7 @@ class HomeServer:
             if call.running:
                 call.stop()
         self.notifier.wake_all()
+        self.background_reseal.stop()
         await self.consent_handler.stop_announcing()
         idle = self.inflight.wait_idle()
         timeout = self.clock.call_later(grace_s, lambda: idle.called or idle.cancel())

@@ -44,12 +44,12 @@ class DataKeyError(Exception):
     """The data key file or a sealed blob cannot be used; the message says why."""
 
 
-class Sealer:
-    """Seals and opens blobs with a set of named keys, the current one sealing."""
+class _KeyRing:
+    """One consistent set of keys: swapped whole, so a seal never mixes two sets."""
 
-    def __init__(
-        self, keys: Mapping[str, bytes], current_key_id: str, *, source: str = "the data key"
-    ) -> None:
+    __slots__ = ("current_key_id", "header", "boxes")
+
+    def __init__(self, keys: Mapping[str, bytes], current_key_id: str, source: str) -> None:
         if current_key_id not in keys:
             raise DataKeyError(f"current key {current_key_id!r} is not among the keys of {source}")
         for key_id, key in keys.items():
@@ -62,15 +62,40 @@ class Sealer:
                     f"{source}: key {key_id!r} is {len(key)} bytes, expected {KEY_SIZE}"
                 )
         self.current_key_id = current_key_id
-        self.key_ids = tuple(keys)
-        self.source = source
-        self._boxes = {key_id: nacl.secret.SecretBox(key) for key_id, key in keys.items()}
         encoded_id = current_key_id.encode("ascii")
-        self._header = bytes([FORMAT_VERSION, len(encoded_id)]) + encoded_id
+        self.header = bytes([FORMAT_VERSION, len(encoded_id)]) + encoded_id
+        self.boxes = {key_id: nacl.secret.SecretBox(key) for key_id, key in keys.items()}
+
+
+class Sealer:
+    """Seals and opens blobs with a set of named keys, the current one sealing.
+
+    The stores share one Sealer; `adopt` gives it the keys of a re-read key file (after a
+    rotation) without a restart, atomically for the pool threads using it.
+    """
+
+    def __init__(
+        self, keys: Mapping[str, bytes], current_key_id: str, *, source: str = "the data key"
+    ) -> None:
+        self.source = source
+        self._ring = _KeyRing(keys, current_key_id, source)
+
+    @property
+    def current_key_id(self) -> str:
+        return self._ring.current_key_id
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return tuple(self._ring.boxes)
+
+    def adopt(self, other: "Sealer") -> None:
+        """Use `other`'s keys from now on (the key file was rotated or had old keys retired)."""
+        self._ring = other._ring
 
     def seal(self, plaintext: bytes) -> bytes:
+        ring = self._ring
         # encrypt() draws a fresh random 24-byte nonce and prepends it.
-        return self._header + bytes(self._boxes[self.current_key_id].encrypt(plaintext))
+        return ring.header + bytes(ring.boxes[ring.current_key_id].encrypt(plaintext))
 
     def open(self, blob: bytes) -> bytes:
         blob = bytes(blob)
@@ -78,7 +103,7 @@ class Sealer:
             raise DataKeyError("sealed blob has an unknown format (not sealed by this server?)")
         id_end = 2 + blob[1]
         key_id = blob[2:id_end].decode("ascii", errors="replace")
-        box = self._boxes.get(key_id)
+        box = self._ring.boxes.get(key_id)
         if box is None:
             raise DataKeyError(
                 f"sealed blob needs data key {key_id!r}, which is not in {self.source}; "

@@ -91,6 +91,7 @@ class SharedSecretRegisterServlet(Servlet):
         # The secret's holder has no user ID: the audit log names the way in, the address goes in sealed details.
         await hs.audit_log.record("shared_secret", "user.register", user_id,
                                   {"admin": admin, "user_type": user_type, "client_ip": request.get_client_ip()})
+        await hs.consent_handler.tell_new_account(user_id)  # its user accepted no terms: a notice tells them
         session = await hs.session_handler.create_session(user_id, None, None)
         return HTTPStatus.OK, {**session.to_json(), "home_server": hs.hostname}
 

@@ -5,10 +5,12 @@ The spec ("Aggregations of child events") has the server summarise an event's ch
 valid edit) and `m.reference` (the referencing event IDs). Annotations are not aggregated.
 
 A whole page is bundled at once, with a bounded number of queries whatever its size: one for
-the thread summaries, one for edits and references, one fetch of the child events to show,
-one visibility check per room that has such children, and one more round (without threads)
-for the children of the threads' latest events. Children from ignored users are left out, and
-children the user may not see (history visibility) are never shown.
+the thread summaries (one per distinct retention cutoff among the page's rooms), one for edits
+and references, one fetch of the child events to show, one visibility check per room that has
+such children, and one more round (without threads) for the children of the threads' latest
+events. Children from ignored users are left out, and children the user may not see (history
+visibility) are never shown. Expired children (retention) are neither shown nor counted nor
+referenced.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from homeserver.handlers.client_format import client_event
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
     from storage.stores.event_fetch import StoredEvent
-    from storage.stores.relations import ChildRelation
+    from storage.stores.relations import ChildRelation, ThreadSummary
 
 THREAD = "m.thread"
 REPLACE = "m.replace"
@@ -39,10 +41,23 @@ async def bundle_aggregations(hs: "HomeServer", user_id: str, stored_events: Ite
         return {}
     ignored = await hs.account_data_handler.get_ignored_users(user_id)
     relations = hs.store.relations
-    summaries = await relations.get_thread_summaries(parents, user_id, exclude_senders=ignored) if threads else {}
+    cutoffs = await hs.retention.cutoffs({s.event.room_id for s in parents.values()})
+    summaries: dict[str, ThreadSummary] = {}
+    if threads:
+        # Expired replies (retention) don't count: one query per distinct cutoff (rooms with the
+        # same policy share one), the summary rows as they are where nothing expires.
+        by_cutoff: dict[int | None, list[str]] = {}
+        for parent_id, stored in parents.items():
+            by_cutoff.setdefault(cutoffs.get(stored.event.room_id), []).append(parent_id)
+        for cutoff, ids in by_cutoff.items():
+            summaries.update(await relations.get_thread_summaries(ids, user_id, exclude_senders=ignored,
+                                                                  not_before_ts=cutoff))
     edits: dict[str, list[ChildRelation]] = {}
     references: dict[str, list[str]] = {}
     for child in await relations.get_child_relations(parents, (REPLACE, REFERENCE)):
+        cutoff = cutoffs.get(parents[child.relates_to_id].event.room_id)
+        if cutoff is not None and child.origin_server_ts < cutoff:
+            continue  # expired (edits would be left out below anyway, unseen)
         if child.rel_type == REFERENCE and child.sender not in ignored:
             references.setdefault(child.relates_to_id, []).append(child.event_id)
         elif child.rel_type == REPLACE and _may_replace(parents[child.relates_to_id], child):

@@ -87,7 +87,7 @@ class PaginationHandler:
             "chunk": [client_event(s, now, relations=bundled.get(s.event.event_id)) for s in events],
             "start": from_token or point_token(start or ((2**62, 2**62) if direction == "b" else (0, 0))),
         }
-        await add_prev_content(self._store, list(zip(events, result["chunk"])))
+        await add_prev_content(self._hs, list(zip(events, result["chunk"])))
         if next_point is not None:
             result["end"] = point_token(next_point)
         if event_filter is not None and event_filter.lazy_load_members and events:
@@ -129,12 +129,14 @@ class PaginationHandler:
         }
 
     async def _state_at_event(self, stored: Any) -> dict[Any, Any]:
+        """The state at the event; expired state events (retention) pruned, as the purge leaves them."""
         group = (await self._store.state.get_state_groups_for_events([stored.event.event_id])).get(stored.event.event_id)
         if group is None:
             return {}
         state = await self._store.state.get_state_for_group(group)
         events = await self._store.events.get_events(list(state.values()))
-        return {k: events[eid] for k, eid in state.items() if eid in events}
+        shown = {s.event.event_id: s for s in await self._hs.retention.prune_expired(list(events.values()))}
+        return {k: shown[eid] for k, eid in state.items() if eid in shown}
 
     async def state_at_token(self, user_id: str, room_id: str, token: str) -> dict[Any, Any]:
         await self._hs.visibility.require_can_read_room(room_id, user_id)

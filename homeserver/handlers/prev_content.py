@@ -2,18 +2,23 @@
 from X to Y" or "Bob changed their display name".
 
 The previous value is the state before the event, read from the state group of its (first) prev
-event: a page of events costs one look-up per distinct group and one batched event fetch.
+event: a page of events costs one look-up per distinct group and one batched event fetch. A
+previous event that expired (retention) gives its pruned content, as the purge leaves it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from homeserver.events.redaction import prune_event_dict
 
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
 
-async def add_prev_content(store: Any, pairs: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+
+async def add_prev_content(hs: "HomeServer", pairs: Sequence[tuple[Any, dict[str, Any]]]) -> None:
     """Fill `unsigned.prev_content` (and `prev_sender`) in already formatted state events, in place."""
+    store = hs.store
     state_pairs = [(s, out) for s, out in pairs if s.event.is_state() and s.event.prev_event_ids]
     if not state_pairs:
         return
@@ -28,7 +33,8 @@ async def add_prev_content(store: Any, pairs: Sequence[tuple[Any, dict[str, Any]
             wanted[stored.event.event_id] = previous
     if not wanted:
         return
-    fetched = await store.events.get_events(sorted(set(wanted.values())))
+    found = await store.events.get_events(sorted(set(wanted.values())))
+    fetched = {s.event.event_id: s for s in await hs.retention.prune_expired(list(found.values()))}
     for stored, out in state_pairs:
         prev = fetched.get(wanted.get(stored.event.event_id, ""))
         if prev is None:

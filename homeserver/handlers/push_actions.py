@@ -25,6 +25,7 @@ from homeserver.handlers.client_format import client_event
 from homeserver.handlers.receipts import RECEIPT_TYPES
 from homeserver.http.errors import invalid_param
 from homeserver.push.evaluator import evaluate, is_highlight, notifies
+from homeserver.retention.policy import EVENT_TYPE as RETENTION_EVENT
 from storage.stores.cache import LruCache
 from storage.stores.push_actions import MAIN_THREAD, EventPushActions, UnreadCounts
 from storage.stores.relations import THREAD, relation_of
@@ -64,50 +65,70 @@ class _CountsCache:
     receipts and the user's own sends drop the entry. An entry counts every event up to its
     position. A read from the database is kept only if nothing touched the key meanwhile
     (versions), and an entry serves any sync at or after its position.
+
+    Retention: expired events don't count (`PushActionsHandler.get_counts`). An entry also holds
+    the oldest origin_server_ts it counts (None: none that can expire), so it serves only while
+    that event has not expired; a new m.room.retention policy drops the room's entries.
     """
 
     MAX_ENTRIES = 100_000
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], tuple[int, UnreadCounts]] = {}
+        self._entries: dict[tuple[str, str], tuple[int, UnreadCounts, int | None]] = {}
         self._versions: dict[tuple[str, str], int] = {}
+        self._room_versions: dict[str, int] = {}  # bumped by a room's new retention policy
+        self._room_users: dict[str, set[str]] = {}  # the users with an entry, per room
         self._epoch = 0  # bumped when versions are cleared, so an old read can't match again
 
-    def version(self, user_id: str, room_id: str) -> tuple[int, int]:
-        return self._epoch, self._versions.get((user_id, room_id), 0)
+    def version(self, user_id: str, room_id: str) -> tuple[int, int, int]:
+        return self._epoch, self._room_versions.get(room_id, 0), self._versions.get((user_id, room_id), 0)
 
     def _touch(self, key: tuple[str, str]) -> None:
         if len(self._versions) >= self.MAX_ENTRIES:
             self._versions.clear()
+            self._room_versions.clear()
             self._entries.clear()
+            self._room_users.clear()
             self._epoch += 1
         self._versions[key] = self._versions.get(key, 0) + 1
 
-    def get(self, user_id: str, room_id: str, up_to: int | None) -> UnreadCounts | None:
+    def get(self, user_id: str, room_id: str, up_to: int | None) -> tuple[UnreadCounts, int | None] | None:
+        """(counts, oldest counted timestamp) if an entry serves a sync at `up_to`."""
         entry = self._entries.get((user_id, room_id))
         if entry is None or up_to is None or entry[0] > up_to:
             return None
-        return entry[1]
+        return entry[1], entry[2]
 
-    def put(self, user_id: str, room_id: str, position: int, counts: UnreadCounts, version: tuple[int, int]) -> None:
+    def put(self, user_id: str, room_id: str, position: int, counts: UnreadCounts, oldest_ts: int | None,
+            version: tuple[int, int, int]) -> None:
         if self.version(user_id, room_id) == version and len(self._entries) < self.MAX_ENTRIES:
-            self._entries[(user_id, room_id)] = (position, counts)
+            self._entries[(user_id, room_id)] = (position, counts, oldest_ts)
+            self._room_users.setdefault(room_id, set()).add(user_id)
 
-    def add(self, user_id: str, room_id: str, position: int, thread_id: str, notify: bool, highlight: bool) -> None:
+    def add(self, user_id: str, room_id: str, position: int, thread_id: str, notify: bool, highlight: bool,
+            ts: int) -> None:
         key = (user_id, room_id)
         self._touch(key)
-        entry = self._entries.pop(key, None)
+        entry = self._entries.get(key)
         if entry is None:
             return
-        total_n, total_h, threads = entry[1]
+        (total_n, total_h, threads), oldest = entry[1], entry[2]
         n, h = threads.get(thread_id, (0, 0))
         threads = {**threads, thread_id: (n + notify, h + highlight)}
-        self._entries[key] = (position, (total_n + notify, total_h + highlight, threads))
+        oldest = ts if oldest is None else min(oldest, ts)
+        self._entries[key] = (position, (total_n + notify, total_h + highlight, threads), oldest)
 
     def forget(self, user_id: str, room_id: str) -> None:
         key = (user_id, room_id)
         self._touch(key)
-        self._entries.pop(key, None)
+        if self._entries.pop(key, None) is not None:
+            self._room_users.get(room_id, set()).discard(user_id)
+
+    def forget_room(self, room_id: str) -> None:
+        """Every user's entry of the room, and reads of it under way, are void."""
+        self._room_versions[room_id] = self._room_versions.get(room_id, 0) + 1
+        for user_id in self._room_users.pop(room_id, ()):
+            self._entries.pop((user_id, room_id), None)
 
 
 class PushActionsHandler:
@@ -235,24 +256,49 @@ class PushActionsHandler:
                          threads: bool = False) -> dict[str, dict[str, Any]]:
         """room_id -> the /sync fields `unread_notifications` (and `unread_thread_notifications`
         if `threads`), for every room asked, counting events up to stream ordering `up_to` (None:
-        all) against the user's current receipts; one query."""
+        all) against the user's current receipts; one query.
+
+        Expired events (retention) are not counted, from the moment they expire rather than when
+        the purge deletes their rows: the database read leaves out rows older than each room's
+        cutoff, and a cached entry is used only while the oldest event it counts has not expired.
+        That check needs no room's policy while that event is younger than any room's lifetime
+        can be (a woken /sync looks nothing up); otherwise the policies of the rooms concerned
+        are read in one go, from the current-state cache. (Having a job delete expired events'
+        push actions early was the other way: it would count an expired event until the job's
+        next run, so it could not keep the "hidden at once" promise.) With retention off none of
+        this runs.
+        """
         if not room_ids:
             return {}
+        retention = self._hs.retention
+        now_ms = retention.clock.time_msec()
         counts: dict[str, UnreadCounts] = {}
         missing = []
+        to_check: dict[str, tuple[UnreadCounts, int]] = {}  # cached, but its oldest event may have expired
         for room_id in room_ids:
             cached = self._counts.get(user_id, room_id, up_to)
             if cached is None:
                 missing.append(room_id)
+            elif cached[1] is not None and retention.may_have_expired(cached[1], now_ms):
+                to_check[room_id] = (cached[0], cached[1])
             else:
-                counts[room_id] = cached
+                counts[room_id] = cached[0]
+        # Taken before the policies are read: a new policy meanwhile voids what is read with the old.
+        versions = {room_id: self._counts.version(user_id, room_id) for room_id in [*missing, *to_check]}
+        cutoffs = await retention.cutoffs([*missing, *to_check], now_ms) if retention.rules.enabled else None
+        for room_id, (cached_counts, oldest) in to_check.items():
+            if cutoffs is not None and room_id in cutoffs and oldest < cutoffs[room_id]:
+                missing.append(room_id)
+            else:
+                counts[room_id] = cached_counts
         if missing:
-            versions = {room_id: self._counts.version(user_id, room_id) for room_id in missing}
-            read = await self._store.get_unread_counts(user_id, missing, RECEIPT_TYPES, up_to=up_to)
+            read, oldest_read = await self._store.get_unread_counts_since(
+                user_id, missing, RECEIPT_TYPES, up_to=up_to, not_before=cutoffs)
             counts.update(read)
             if up_to is not None:
                 for room_id in missing:
-                    self._counts.put(user_id, room_id, up_to, read.get(room_id, (0, 0, {})), versions[room_id])
+                    self._counts.put(user_id, room_id, up_to, read.get(room_id, (0, 0, {})),
+                                     oldest_read.get(room_id), versions[room_id])
         out: dict[str, dict[str, Any]] = {}
         for room_id, (notify, highlight, per_thread) in counts.items():
             if not threads:
@@ -268,10 +314,13 @@ class PushActionsHandler:
         return out
     def on_event_persisted(self, event: Event, stream_ordering: int, actions: EventPushActions | None) -> None:
         """Keep the cached counts exact; called in the reactor turn of the event's commit."""
+        if event.type == RETENTION_EVENT and event.state_key == "":
+            self._counts.forget_room(event.room_id)  # a new policy moves what has expired
         if actions is None:
             return
         for user_id, notify, highlight in actions.notified:
-            self._counts.add(user_id, event.room_id, stream_ordering, actions.thread_id, notify, highlight)
+            self._counts.add(user_id, event.room_id, stream_ordering, actions.thread_id, notify, highlight,
+                             event.origin_server_ts)
         if actions.sender_reads:
             self._counts.forget(event.sender, event.room_id)
 

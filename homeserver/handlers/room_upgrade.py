@@ -4,7 +4,9 @@ Following the spec's server behaviour: the requester must be able to send `m.roo
 room's create event names its `predecessor` (and copies the room `type`); the transferable state is
 copied (membership is not, except bans, which the upgrader re-issues); local aliases, the canonical
 alias and the directory listing move over; the old room gets the tombstone, and its power levels are
-raised so that ordinary members can no longer talk or invite there.
+raised so that ordinary members can no longer talk or invite there. Beyond the spec's list, the
+room's retention policy (`m.room.retention`) is copied too: a rule the organisation set outlives the
+room version (a room without one gets the default policy, as any new room does).
 
 Power levels across room versions: from v12 the creators (the upgrader plus `additional_creators`)
 have unlimited power and must not be listed in `users`; creators of an old v12 room who are not
@@ -24,6 +26,7 @@ from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.user_ids import is_valid_user_id
 from homeserver.handlers.room_creation import unsupported_version
 from homeserver.http.errors import MatrixError, forbidden, invalid_param
+from homeserver.retention.policy import EVENT_TYPE as RETENTION_EVENT
 from homeserver.util.locks import KeyedLock
 
 if TYPE_CHECKING:
@@ -33,6 +36,7 @@ CREATE_KEY: StateKey = ("m.room.create", "")
 POWER_LEVELS_KEY: StateKey = ("m.room.power_levels", "")
 CANONICAL_ALIAS_KEY: StateKey = ("m.room.canonical_alias", "")
 JOIN_RULES_KEY: StateKey = ("m.room.join_rules", "")
+RETENTION_KEY: StateKey = (RETENTION_EVENT, "")
 # Sent in this order; power levels come first (apart from the creator's join) so the rest is authorised.
 TRANSFERRED_STATE = (
     "m.room.join_rules", "m.room.history_visibility", "m.room.guest_access", "m.room.name", "m.room.topic",
@@ -187,6 +191,11 @@ class RoomUpgradeHandler:
             if event_type == "m.room.join_rules":
                 content = supported_join_rules(content, new_version)
             await send_state(event_type, content)
+        retention = state.get(RETENTION_KEY)
+        if retention is not None and retention.content:
+            await send_state(RETENTION_EVENT, dict(retention.content))
+        elif (default := self._hs.retention.rules.initial_state_content()) is not None:
+            await send_state(RETENTION_EVENT, default)  # as in any new room
         if old_create.content.get("type") == "m.space":
             for (event_type, state_key), event in sorted(state.items()):
                 if event_type == "m.space.child" and event.content:

@@ -234,7 +234,7 @@ class SyncHandler:
             with_prev.extend(zip(timeline_events, room["timeline"]["events"]))
             has_data = has_data or bool(timeline_events) or room_id in full or limited or typing_changed
         await add_bundled_aggregations(self._hs, ctx.user_id, to_bundle, include_room_id=False)
-        await add_prev_content(self._store, with_prev)
+        await add_prev_content(self._hs, with_prev)
         return has_data
 
     def _state_section(self, ctx: SyncContext, room_id: str, current: dict[Any, Any], timeline: list[Any],

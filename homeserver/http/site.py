@@ -18,7 +18,8 @@ from twisted.web.server import Request, Site
 
 access_logger = logging.getLogger("piman.access")
 
-_SECRET_QUERY = re.compile(rb"(?i)((?:access_token|token|password|client_secret|sid)=)[^&]*")
+# `h` is the consent page's link signature (see homeserver/rest/consent_page.py): a credential too.
+_SECRET_QUERY = re.compile(rb"(?i)((?:access_token|token|password|client_secret|sid|(?<=[?&])h)=)[^&]*")
 
 
 def redact_uri(uri: bytes) -> str:

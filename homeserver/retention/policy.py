@@ -64,6 +64,12 @@ class RetentionRules:
             return self.allowed_max
         return max_lifetime
 
+    @property
+    def shortest_lifetime(self) -> int:
+        """No room's effective max_lifetime is shorter (ms): an event younger than this is kept
+        whatever its room's policy, which spares the read paths looking policies up."""
+        return self.allowed_min if self.allowed_min is not None else 1
+
     def effective_max_lifetime(self, room_policy: RetentionPolicy | None) -> int | None:
         """How long the room's events are kept (ms), None for ever; None too when retention is off."""
         if not self.enabled:

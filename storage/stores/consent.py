@@ -87,22 +87,23 @@ class ConsentStore:
         return await self._db.run_interaction("get_or_start_announcement", _get_or_start_txn)
 
     async def users_to_announce(self, version: str, *, after_user_id: str, created_before_ts: int,
-                                exclude_user_id: str, limit: int) -> list[str]:
+                                exclude_user_id: str, limit: int, created_after_ts: int = 0) -> list[str]:
         """The next users, in user ID order, who should hear about `version`.
 
-        Local accounts that are not deactivated, not guests, existed when the job started (later
-        ones see the policy at registration), haven't accepted this version already and haven't
-        been told about it yet.
+        Local accounts that are not deactivated, not guests, made between `created_after_ts` and
+        `created_before_ts` (the announcement job takes those that existed when it started; a
+        catch-up those made since, by admins, without seeing the policy), haven't accepted this
+        version already and haven't been told about it yet.
         """
         rows = await self._db.execute(
             "users_to_announce",
             "SELECT u.user_id FROM users u"
             " WHERE u.user_id > ? AND u.user_id <> ? AND NOT u.deactivated AND NOT u.is_guest"
-            " AND u.creation_ts <= ?"
+            " AND u.creation_ts >= ? AND u.creation_ts <= ?"
             " AND NOT EXISTS (SELECT 1 FROM privacy_policy_consents c WHERE c.user_id = u.user_id AND c.version = ?)"
             " AND NOT EXISTS (SELECT 1 FROM privacy_policy_notices n WHERE n.user_id = u.user_id AND n.version = ?)"
             " ORDER BY u.user_id LIMIT ?",
-            after_user_id, exclude_user_id, created_before_ts, version, version, limit,
+            after_user_id, exclude_user_id, created_after_ts, created_before_ts, version, version, limit,
         )
         return [r[0] for r in rows]
 

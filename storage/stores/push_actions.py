@@ -12,7 +12,7 @@ sending an event as reading up to it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Collection, Iterable, Sequence
+from typing import Collection, Iterable, Mapping, Sequence
 
 from storage.database import Database, Transaction
 from storage.stores.event_fetch import MAX_BIND, chunks, placeholders
@@ -84,16 +84,44 @@ class PushActionStore:
         The read positions come from the user's latest receipts of `receipt_types` in the same
         query: a row counts if it is after both its room's unthreaded receipt and its thread's.
         """
+        return (await self.get_unread_counts_since(user_id, room_ids, receipt_types, up_to=up_to))[0]
+
+    async def get_unread_counts_since(
+        self, user_id: str, room_ids: Collection[str], receipt_types: Collection[str], *, up_to: int | None = None,
+        not_before: Mapping[str, int] | None = None,
+    ) -> tuple[dict[str, UnreadCounts], dict[str, int]]:
+        """`get_unread_counts` leaving out, in the rooms of `not_before`, the rows of events sent
+        before the room's timestamp there (expired: retention), unless the event is current
+        state. With `not_before` (even empty) it also returns room_id -> the oldest
+        origin_server_ts among the rows counted, current state left out: the counts hold until
+        that event expires."""
         rooms = list(dict.fromkeys(room_ids))
         types = list(receipt_types)
         result: dict[str, UnreadCounts] = {room_id: (0, 0, {}) for room_id in rooms}
+        oldest: dict[str, int] = {}
         if not rooms:
-            return result
+            return result, oldest
 
         def _unread_counts_txn(txn: Transaction) -> None:
-            for chunk in chunks(rooms, _ROOMS_PER_QUERY):
-                limit, limit_args = ("", []) if up_to is None else (" AND a.stream_ordering <= ?", [up_to])
+            # A room's cutoff binds two values more.
+            for chunk in chunks(rooms, _ROOMS_PER_QUERY if not_before is None else _ROOMS_PER_QUERY // 2):
+                conditions, limit_args = ("", []) if up_to is None else (" AND a.stream_ordering <= ?", [up_to])
                 rooms_in = placeholders(len(chunk))
+                expiry, oldest_column, expiry_args = "", ", NULL", []
+                if not_before is not None:
+                    cutoffs = [(room_id, not_before[room_id]) for room_id in chunk if room_id in not_before]
+                    expiry = " JOIN events AS e ON e.event_id = a.event_id"
+                    current = ("EXISTS (SELECT 1 FROM current_state_events AS s WHERE s.room_id = a.room_id"
+                               " AND s.type = e.type AND s.state_key = e.state_key AND s.event_id = a.event_id)")
+                    if cutoffs:
+                        # A VALUES list as a table: columns column1, column2 on SQLite and PostgreSQL.
+                        values = ", ".join(["(?, ?)"] * len(cutoffs))
+                        expiry += f" LEFT JOIN (VALUES {values}) AS x ON x.column1 = a.room_id"
+                        expiry_args = [value for pair in cutoffs for value in pair]
+                        conditions += (" AND (x.column2 IS NULL OR e.origin_server_ts >= x.column2"
+                                  f" OR (e.state_key IS NOT NULL AND {current}))")
+                    oldest_column = (", MIN(CASE WHEN e.state_key IS NULL OR NOT " + current
+                                     + " THEN e.origin_server_ts END)")
                 txn.execute(
                     "WITH read_upto (room_id, thread_id, pos) AS ("
                     "  SELECT rc.room_id, rc.thread_id, MAX(e.stream_ordering) FROM receipts AS rc"
@@ -103,21 +131,25 @@ class PushActionStore:
                     "  GROUP BY rc.room_id, rc.thread_id)"
                     " SELECT a.room_id, a.thread_id,"
                     " SUM(CASE WHEN a.notify THEN 1 ELSE 0 END), SUM(CASE WHEN a.highlight THEN 1 ELSE 0 END)"
-                    " FROM event_push_actions AS a"
+                    + oldest_column +
+                    " FROM event_push_actions AS a" + expiry +
                     " LEFT JOIN read_upto AS r ON r.room_id = a.room_id AND r.thread_id = ?"
                     " LEFT JOIN read_upto AS t ON t.room_id = a.room_id AND t.thread_id = a.thread_id"
                     f" WHERE a.user_id = ? AND a.room_id IN ({rooms_in}) AND a.stream_ordering > COALESCE(r.pos, 0)"
-                    " AND a.stream_ordering > COALESCE(t.pos, 0)" + limit +
+                    " AND a.stream_ordering > COALESCE(t.pos, 0)" + conditions +
                     " GROUP BY a.room_id, a.thread_id",
-                    [user_id, *chunk, *types, UNTHREADED, user_id, *chunk, *limit_args],
+                    [user_id, *chunk, *types, *expiry_args, UNTHREADED, user_id, *chunk, *limit_args],
                 )
-                for room_id, thread_id, notify, highlight in txn.fetchall():
+                for room_id, thread_id, notify, highlight, first_ts in txn.fetchall():
                     total_notify, total_highlight, per_thread = result[room_id]
                     per_thread[thread_id] = (int(notify), int(highlight))
                     result[room_id] = (total_notify + int(notify), total_highlight + int(highlight), per_thread)
+                    if first_ts is not None:
+                        oldest[room_id] = min(oldest.get(room_id, int(first_ts)), int(first_ts))
 
         await self._db.run_interaction("get_unread_counts", _unread_counts_txn)
-        return result
+        return result, oldest
+
     async def get_notifications(self, user_id: str, *, before: int | None, limit: int,
                                 only_highlight: bool) -> list[PushActionRow]:
         """The user's notifying rows, newest first, with stream ordering < `before` if given."""

@@ -244,11 +244,13 @@ class RelationStore:
         user_id: str | None = None,
         *,
         exclude_senders: Collection[str] = (),
+        not_before_ts: int | None = None,
     ) -> dict[str, ThreadSummary]:
         """Summaries of the threads rooted at any of `event_ids` (others absent).
 
         Replies from `exclude_senders` (users the asking user ignores) are not counted and are
-        never the latest event; a thread with only such replies is absent.
+        never the latest event; a thread with only such replies is absent. So are replies sent
+        before `not_before_ts` (expired: retention), for the user's participation too.
         """
         return await self._db.run_interaction(
             "get_thread_summaries",
@@ -256,27 +258,31 @@ class RelationStore:
             list(dict.fromkeys(event_ids)),
             user_id,
             sorted(exclude_senders),
+            not_before_ts,
         )
 
     @staticmethod
     def _thread_summaries_txn(
-        txn: Transaction, event_ids: list[str], user_id: str | None, exclude_senders: list[str]
+        txn: Transaction, event_ids: list[str], user_id: str | None, exclude_senders: list[str],
+        not_before_ts: int | None,
     ) -> dict[str, ThreadSummary]:
         result: dict[str, ThreadSummary] = {}
-        for chunk in chunks(event_ids, MAX_BIND - len(exclude_senders) - 2):
+        unexpired, unexpired_args = ("", []) if not_before_ts is None else (
+            " JOIN events AS e ON e.event_id = r.event_id AND e.origin_server_ts >= ?", [not_before_ts])
+        for chunk in chunks(event_ids, MAX_BIND - len(exclude_senders) - 3):
             marks = placeholders(len(chunk))
-            if exclude_senders:
-                # The summary rows count everyone: recount from the relations themselves.
+            if exclude_senders or not_before_ts is not None:
+                # The summary rows count every reply: recount from the relations themselves.
+                excluded = f" AND r.sender NOT IN ({placeholders(len(exclude_senders))})" if exclude_senders else ""
                 txn.execute(
                     "SELECT thread_id, reply_count, event_id, stream_ordering FROM ("
-                    " SELECT relates_to_id AS thread_id, event_id, stream_ordering,"
-                    "  COUNT(*) OVER (PARTITION BY relates_to_id) AS reply_count,"
-                    "  ROW_NUMBER() OVER (PARTITION BY relates_to_id ORDER BY stream_ordering DESC)"
+                    " SELECT r.relates_to_id AS thread_id, r.event_id, r.stream_ordering,"
+                    "  COUNT(*) OVER (PARTITION BY r.relates_to_id) AS reply_count,"
+                    "  ROW_NUMBER() OVER (PARTITION BY r.relates_to_id ORDER BY r.stream_ordering DESC)"
                     "  AS row_number"
-                    f" FROM event_relations WHERE relates_to_id IN ({marks}) AND rel_type = ?"
-                    f"  AND sender NOT IN ({placeholders(len(exclude_senders))})"
-                    ") AS replies WHERE row_number = 1",
-                    [*chunk, THREAD, *exclude_senders],
+                    f" FROM event_relations AS r{unexpired} WHERE r.relates_to_id IN ({marks}) AND r.rel_type = ?"
+                    f"{excluded}) AS replies WHERE row_number = 1",
+                    [*unexpired_args, *chunk, THREAD, *exclude_senders],
                 )
             else:
                 txn.execute(
@@ -288,11 +294,11 @@ class RelationStore:
             participated: set[str] = set()
             if user_id is not None and rows:
                 txn.execute(
-                    "SELECT DISTINCT relates_to_id FROM event_relations"
-                    f" WHERE relates_to_id IN ({marks}) AND rel_type = ? AND sender = ?"
+                    f"SELECT DISTINCT r.relates_to_id FROM event_relations AS r{unexpired}"
+                    f" WHERE r.relates_to_id IN ({marks}) AND r.rel_type = ? AND r.sender = ?"
                     " UNION SELECT event_id FROM events"
                     f" WHERE event_id IN ({marks}) AND sender = ?",
-                    [*chunk, THREAD, user_id, *chunk, user_id],
+                    [*unexpired_args, *chunk, THREAD, user_id, *chunk, user_id],
                 )
                 participated = {row[0] for row in txn.fetchall()}
             for thread_id, count, latest_id, latest_position in rows:

@@ -28,6 +28,8 @@ from storage.stores.event_fetch import EventFetcher, placeholders
 from storage.stores.events import EventStore
 from storage.stores.relations import remove_relation_txn
 from storage.stores.statement_batch import StatementBatch
+from storage.stores.timeline import _IN_TIMELINE as IN_TIMELINE
+from storage.stores.timeline import Direction
 
 CURRENT_STATE = "current_state"
 EXTREMITY = "extremity"
@@ -88,6 +90,48 @@ class RetentionStore:
             " ON c.room_id = r.room_id AND c.type = 'm.room.retention' AND c.state_key = ''",
         )
         return {room_id: event_id for room_id, event_id in rows}
+
+    # -- reading around expired events ------------------------------------
+
+    async def nearest_unexpired_event(self, room_id: str, ts: int, direction: Direction, cutoff_ts: int) -> str | None:
+        """/timestamp_to_event with events sent before `cutoff_ts` skipped unless current state:
+        the last such event at or before `ts` ("b"), or the first at or after it ("f").
+
+        Two indexed look-ups rather than one scan, as a room may hold many expired events the
+        purge has not reached yet: the nearest unexpired event (a range of the room's
+        timestamps), and the nearest expired event of the room's current state (bounded by the
+        size of that state); the nearer of the two wins.
+        """
+
+        backwards = direction == "b"
+        order = "DESC" if backwards else "ASC"
+        ordering = f" ORDER BY e.origin_server_ts {order}, e.stream_ordering {order} LIMIT 1"
+        unexpired, unexpired_args = (
+            ("e.origin_server_ts BETWEEN ? AND ?", (cutoff_ts, ts)) if backwards
+            else ("e.origin_server_ts >= ?", (max(ts, cutoff_ts),))
+        )
+
+        def _nearest_txn(txn: Transaction) -> str | None:
+            txn.execute(
+                "SELECT e.event_id, e.origin_server_ts, e.stream_ordering FROM events AS e"
+                f" WHERE e.room_id = ? AND {IN_TIMELINE} AND {unexpired}" + ordering,
+                (room_id, *unexpired_args),
+            )
+            candidates = txn.fetchall()
+            txn.execute(
+                "SELECT e.event_id, e.origin_server_ts, e.stream_ordering FROM current_state_events AS c"
+                " JOIN events AS e ON e.event_id = c.event_id"
+                f" WHERE c.room_id = ? AND {IN_TIMELINE} AND e.origin_server_ts < ?"
+                f" AND e.origin_server_ts {'<=' if backwards else '>='} ?" + ordering,
+                (room_id, cutoff_ts, ts),
+            )
+            candidates += txn.fetchall()
+            if not candidates:
+                return None
+            nearest = (max if backwards else min)(candidates, key=lambda row: (int(row[1]), int(row[2])))
+            return nearest[0]
+
+        return await self._db.run_interaction("retention_nearest_unexpired_event", _nearest_txn)
 
     # -- purging ---------------------------------------------------------
 

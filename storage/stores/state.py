@@ -368,9 +368,13 @@ class StateStore:
         return {key: events[event_id] for key, event_id in state.items() if event_id in events}
 
     async def get_current_state_for_rooms(
-        self, room_ids: Iterable[str], keys: StateFilter | None = None
+        self, room_ids: Iterable[str], keys: StateFilter | None = None, *, cache_misses: bool = False
     ) -> dict[str, StateMap]:
-        """room_id -> its current state ids (only `keys` if given), for many rooms in one query."""
+        """room_id -> its current state ids (only `keys` if given), for many rooms in one query.
+
+        `cache_misses` reads the whole state of rooms not in the cache and keeps it there (as
+        `get_current_state` does), for callers that come back to the same rooms often.
+        """
         keys = None if keys is None else list(keys)
         result: dict[str, StateMap] = {}
         missing: list[str] = []
@@ -380,7 +384,16 @@ class StateStore:
                 missing.append(room_id)
             else:
                 result[room_id] = filter_state(cached, keys)
-        if missing:
+        if missing and cache_misses:
+            tokens = {room_id: self.room_fence.start_read(room_id) for room_id in missing}
+            whole = await self._db.run_interaction(
+                "get_current_state_for_rooms", self._current_state_for_rooms_txn, missing, None
+            )
+            for room_id, state in whole.items():
+                if self.room_fence.read_still_valid(room_id, tokens[room_id]):
+                    self._current.set(room_id, state)
+                result[room_id] = filter_state(state, keys)
+        elif missing:
             result.update(
                 await self._db.run_interaction(
                     "get_current_state_for_rooms", self._current_state_for_rooms_txn, missing, keys
@@ -389,10 +402,10 @@ class StateStore:
         return result
 
     async def get_current_state_events_for_rooms(
-        self, room_ids: Iterable[str], keys: StateFilter | None = None
+        self, room_ids: Iterable[str], keys: StateFilter | None = None, *, cache_misses: bool = False
     ) -> dict[str, dict[StateKey, StoredEvent]]:
         """room_id -> its current state events (only `keys` if given): two queries at most."""
-        states = await self.get_current_state_for_rooms(room_ids, keys)
+        states = await self.get_current_state_for_rooms(room_ids, keys, cache_misses=cache_misses)
         events = await self._fetcher.get_events(
             event_id for state in states.values() for event_id in state.values()
         )

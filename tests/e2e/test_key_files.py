@@ -7,11 +7,13 @@ import re
 import shutil
 import stat
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from homeserver.key_rotation import KEY_FILE_CHECK_INTERVAL_S
 from storage.sealing import generate_data_key_file, load_sealer
 from tests.e2e.server_process import PIMAN, init_data_dir, piman, running_server, subprocess_env
 
@@ -127,34 +129,83 @@ def test_rotate_status_retire_keep_everything_readable(tmp_path: Path, database_
         assert _read_back(server.base_url, written) == before
 
 
-def test_retire_refuses_a_key_still_in_use_and_resume_finishes(tmp_path: Path, database_config: dict[str, Any]) -> None:
+def test_a_running_server_takes_the_new_key_and_reseals_in_the_background(
+        tmp_path: Path, database_config: dict[str, Any]) -> None:
     config_path = init_data_dir(tmp_path / "data", database_config, **PLAINTEXT)
     key_path = _data_key(config_path)
     old_id = load_sealer(str(key_path)).current_key_id
     with running_server(config_path) as server:
         written = _register_and_write(server.base_url)
-        # Rotated while the server runs: it keeps sealing with the key it loaded until restarted.
         rotate = piman("keys", "rotate", "--config", str(config_path))
         assert rotate.returncode == 0, rotate.stderr
-        assert "Restart the server" in rotate.stderr
+        assert "A server is running on this database" in rotate.stderr, rotate.stderr
+        new_id = load_sealer(str(key_path)).current_key_id
+        deadline = time.monotonic() + 3 * KEY_FILE_CHECK_INTERVAL_S + 30
+        while True:  # the server notices the key file, then re-seals everything in the background
+            status = piman("keys", "status", "--config", str(config_path))
+            assert status.returncode == 0, status.stderr
+            in_use = next(line for line in status.stdout.splitlines() if line.startswith("key ids in use:"))
+            if old_id not in in_use:
+                break
+            assert time.monotonic() < deadline, status.stdout
+            time.sleep(1)
+        assert f"'{new_id}'" in in_use
+        # New data is sealed with the new key, without a restart.
         requests.put(f"{server.base_url}{V3}/rooms/{written['room_id']}/send/m.room.message/t2", timeout=30,
                      headers=_login(server.base_url), json={"msgtype": "m.text", "body": "after"}).raise_for_status()
+        retire = piman("keys", "retire", "--config", str(config_path))
+        assert retire.returncode == 0, retire.stderr
+        assert load_sealer(str(key_path)).key_ids == (new_id,)
+        assert _read_back(server.base_url, written)[1] == "after"  # the server dropped the old key too
+    with running_server(config_path) as server:
+        assert _read_back(server.base_url, written)[1] == "after"
+
+
+def test_retire_refuses_a_key_still_in_use_and_resume_finishes(tmp_path: Path, database_config: dict[str, Any]) -> None:
+    config_path = init_data_dir(tmp_path / "data", database_config, **PLAINTEXT)
+    key_path = _data_key(config_path)
+    shutil.copy(key_path, tmp_path / "old.key")
+    with running_server(config_path) as server:
+        written = _register_and_write(server.base_url)
+    rotate = piman("keys", "rotate", "--config", str(config_path))
+    assert rotate.returncode == 0, rotate.stderr
+    # Data sealed with the old key after the pass (as a server with a stale key file would write).
+    old = load_sealer(str(tmp_path / "old.key"))
+    _insert_filter_row(database_config, "@alice:example.org", old.seal_json({"room": {}}))
 
     refused = piman("keys", "retire", "--config", str(config_path))
     assert refused.returncode == 1, refused.stdout
-    assert refused.stderr.startswith(f"piman: refusing to retire '{old_id}'"), refused.stderr
+    assert refused.stderr.startswith(f"piman: refusing to retire '{old.current_key_id}'"), refused.stderr
     assert "still in use" in refused.stderr and "--resume" in refused.stderr
-    assert old_id in load_sealer(str(key_path)).key_ids
+    assert old.current_key_id in load_sealer(str(key_path)).key_ids
 
     resumed = piman("keys", "rotate", "--resume", "--config", str(config_path))
     assert resumed.returncode == 0, resumed.stderr
-    assert re.search(r"^events +\[#+\] \d+/\d+ rows \([1-9]\d* re-sealed\)$", resumed.stderr, re.MULTILINE), \
+    assert re.search(r"^user_filters +\[#+\] \d+/\d+ rows \(1 re-sealed\)$", resumed.stderr, re.MULTILINE), \
         resumed.stderr
     retire = piman("keys", "retire", "--config", str(config_path))
     assert retire.returncode == 0, retire.stderr
     assert load_sealer(str(key_path)).key_ids == (load_sealer(str(key_path)).current_key_id,)
     with running_server(config_path) as server:
-        assert _read_back(server.base_url, written)[1] == "after"
+        assert _read_back(server.base_url, written)[0] == "Key rotation"
+
+
+def _insert_filter_row(database_config: dict[str, Any], user_id: str, blob: bytes) -> None:
+    if database_config["name"] == "sqlite3":
+        import sqlite3
+
+        with sqlite3.connect(database_config["args"]["database"]) as conn:
+            conn.execute("INSERT INTO user_filters (user_id, filter_json) VALUES (?, ?)", (user_id, blob))
+        return
+    import psycopg2
+
+    args = dict(database_config["args"])
+    conn = psycopg2.connect(**{k: v for k, v in args.items() if k != "database"}, dbname=args["database"])
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO user_filters (user_id, filter_json) VALUES (%s, %s)", (user_id, blob))
+    finally:
+        conn.close()
 
 
 def test_run_names_a_key_the_data_needs_that_the_file_lacks(tmp_path: Path, database_config: dict[str, Any]) -> None:

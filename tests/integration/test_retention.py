@@ -3,8 +3,10 @@
 Policies are checked against the organisation's bounds when sent; new rooms get the default
 policy; an expired event disappears from every read path at once, and the purge job deletes it
 from the database (current state and forward extremities kept, as stubs where they must be),
-skipping legal holds; media expire by age. Time moves by giving the retention handler a clock
-set in the future; the purge job is run directly with that time.
+skipping legal holds; media expire by age. Expired events also leave `/timestamp_to_event`,
+unread counts and thread summaries at once, state at a past point shows them pruned, and a room
+upgrade keeps the policy. Time moves by giving the retention handler a clock set in the future;
+the purge job is run directly with that time.
 """
 
 from __future__ import annotations
@@ -372,3 +374,241 @@ async def test_media_expire_by_age_except_those_of_held_users(server: TestServer
     assert await count(server, "local_media", "media_id", old) == 0
     metrics = (await server.client().get("/_synapse/metrics")).raw.decode()
     assert "piman_retention_media_purged_total 1.0" in metrics
+
+
+# -- jump to date, unread counts, thread summaries, upgrades, state at a point, woken /sync ------------
+
+
+async def state_event_id(client: Client, room_id: str, event_type: str, state_key: str) -> str:
+    state = (await client.get(f"{V3}/rooms/{q(room_id)}/state")).json
+    return next(e["event_id"] for e in state if (e["type"], e["state_key"]) == (event_type, state_key))
+
+
+def sync_filter(body: dict[str, Any]) -> str:
+    return q(json.dumps(body))
+
+
+@pytest.mark.hs_config(RETENTION)
+@pytest_twisted.ensureDeferred
+async def test_timestamp_to_event_skips_expired_events(server: TestServer) -> None:
+    alice, bob, room_id = await pair(server)
+    bob_join = await state_event_id(alice, room_id, "m.room.member", bob.user_id)
+    await a_moment()
+    m1 = await send(alice, room_id, "m1", "m1")
+    await a_moment()
+    m2 = await send(alice, room_id, "m2", "m2")
+    await a_moment()
+    topic = (await put_state(alice, room_id, "m.room.topic", {"topic": "current"})).json["event_id"]
+    await a_moment()
+    new = await send(alice, room_id, "new", "new")
+    ts = {e: await event_ts(server, e) for e in (m1, m2, topic, new)}
+
+    async def nearest(at: int, direction: str) -> str:
+        resp = await bob.get(f"{V1}/rooms/{q(room_id)}/timestamp_to_event?ts={at}&dir={direction}")
+        return resp.json["event_id"] if resp.code == 200 else (resp.code, resp.json["errcode"])
+
+    assert await nearest(ts[m1], "f") == m1  # not expired yet
+    freeze(server, ts[topic] + 1 + 7 * DAY)  # m1 and m2 expired; the topic is current state
+    assert await nearest(ts[m1], "f") == topic
+    assert await nearest(ts[topic] + 1, "f") == new
+    assert await nearest(ts[m2], "b") == bob_join  # before them, only current state shows
+    assert await nearest(ts[new] - 1, "b") == topic
+    assert await nearest(ts[new], "b") == new
+    freeze(server, ts[new] + 1 + 7 * DAY)  # now `new` too
+    assert await nearest(ts[topic] + 1, "f") == (404, "M_NOT_FOUND")
+    assert await nearest(ts[new] + 60_000, "b") == topic
+
+
+@pytest.mark.hs_config(RETENTION)
+@pytest_twisted.ensureDeferred
+async def test_expired_events_stop_counting_as_unread_at_once(server: TestServer) -> None:
+    alice, bob, room_id = await pair(server)
+    await send(alice, room_id, "old", "old")
+    root = await send(alice, room_id, "old root", "root")
+    reply = await relate(alice, room_id, "m.thread", root, "old reply")
+    await a_moment()
+    boundary = await event_ts(server, reply) + 1
+    await send(alice, room_id, "new", "new")
+    threaded = sync_filter({"room": {"timeline": {"unread_thread_notifications": True}}})
+
+    async def unread() -> tuple[int, int, dict[str, Any]]:
+        total = (await bob.get(f"{V3}/sync")).json["rooms"]["join"][room_id]["unread_notifications"]
+        room = (await bob.get(f"{V3}/sync?filter={threaded}")).json["rooms"]["join"][room_id]
+        return (total["notification_count"], room["unread_notifications"]["notification_count"],
+                {t: c["notification_count"] for t, c in room["unread_thread_notifications"].items()})
+
+    assert await unread() == (4, 3, {root: 1})  # and now the counts are cached in memory
+    freeze(server, boundary + 7 * DAY)
+    assert await unread() == (1, 1, {})  # no purge has run: the rows are all still there
+    assert await count(server, "event_push_actions", "event_id", reply) == 1
+    # A longer policy brings them back: nothing was deleted yet, and the cached counts follow it.
+    assert (await put_state(alice, room_id, "m.room.retention", {"max_lifetime": 30 * DAY})).code == 200
+    assert await unread() == (4, 3, {root: 1})
+
+
+@pytest.mark.hs_config(RETENTION)
+@pytest_twisted.ensureDeferred
+async def test_an_expired_notification_that_is_current_state_still_counts(server: TestServer) -> None:
+    """The tombstone of an upgraded room stays current state, so stays shown and counted however
+    old; and it doesn't make every later /sync read the counts again."""
+    from tests.integration.test_sync_cold_cache import _transactions
+
+    alice, bob, room_id = await pair(server)
+    await send(alice, room_id, "old", "old")
+    resp = await alice.post(f"{V3}/rooms/{q(room_id)}/upgrade", {"new_version": "12"})
+    assert resp.code == 200, resp
+    tombstone = await state_event_id(alice, room_id, "m.room.tombstone", "")
+
+    async def unread() -> dict[str, int]:
+        return (await bob.get(f"{V3}/sync")).json["rooms"]["join"][room_id]["unread_notifications"]
+
+    assert await unread() == {"notification_count": 2, "highlight_count": 1}
+    freeze(server, await event_ts(server, tombstone) + 30 * DAY)
+    assert await unread() == {"notification_count": 1, "highlight_count": 1}
+    before = _transactions(server).get("get_unread_counts", 0)
+    assert await unread() == {"notification_count": 1, "highlight_count": 1}
+    assert _transactions(server).get("get_unread_counts", 0) == before  # served from memory
+
+
+@pytest.mark.hs_config(RETENTION)
+@pytest_twisted.ensureDeferred
+async def test_thread_summaries_leave_out_expired_replies(server: TestServer) -> None:
+    alice, bob, room_id = await pair(server)
+    root = await send(alice, room_id, "root", "root")
+    # Bob's first replies carry a timestamp 10 days old (a server whose clock is behind): expired,
+    # although the root is not.
+    sender = server.hs.event_sender
+    real_clock = sender._clock
+    sender._clock = FrozenClock(server.hs.reactor, real_clock.time_msec() - 10 * DAY)
+    try:
+        late = await relate(bob, room_id, "m.thread", root, "late reply")
+        late_ref = await relate(bob, room_id, "m.reference", root, "late reference")
+    finally:
+        sender._clock = real_clock
+    reply = await relate(alice, room_id, "m.thread", root, "reply")
+    assert (await bob.get(f"{V3}/rooms/{q(room_id)}/event/{late}")).code == 404
+
+    relations = (await bob.get(f"{V3}/rooms/{q(room_id)}/event/{root}")).json["unsigned"]["m.relations"]
+    assert relations["m.thread"]["count"] == 1
+    assert relations["m.thread"]["latest_event"]["event_id"] == reply
+    assert relations["m.thread"]["current_user_participated"] is False  # bob's only reply expired
+    assert "m.reference" not in relations  # late_ref is expired too
+    threads = (await bob.get(f"{V1}/rooms/{q(room_id)}/threads")).json["chunk"]
+    assert [t["unsigned"]["m.relations"]["m.thread"]["count"] for t in threads] == [1]
+    children = (await bob.get(f"{V1}/rooms/{q(room_id)}/relations/{root}")).json["chunk"]
+    assert {e["event_id"] for e in children} == {reply}
+    assert late_ref not in json.dumps(relations)
+
+
+@pytest.mark.hs_config(RETENTION)
+@pytest_twisted.ensureDeferred
+async def test_room_upgrade_keeps_the_retention_policy(server: TestServer) -> None:
+    alice = await server.register("alice")
+    room_id = await create_room(alice)
+    assert (await put_state(alice, room_id, "m.room.retention", {"max_lifetime": 2 * DAY})).code == 200
+
+    async def upgrade(old: str) -> str:
+        resp = await alice.post(f"{V3}/rooms/{q(old)}/upgrade", {"new_version": "12"})
+        assert resp.code == 200, resp
+        return resp.json["replacement_room"]
+
+    new_room = await upgrade(room_id)
+    assert (await alice.get(f"{V3}/rooms/{q(new_room)}/state/m.room.retention/")).json == {"max_lifetime": 2 * DAY}
+    assert await server.hs.retention.max_lifetime(new_room) == 2 * DAY
+    # A policy emptied by a redaction: the replacement gets the organisation's default, like any new room.
+    copied = await state_event_id(alice, new_room, "m.room.retention", "")
+    assert (await alice.put(f"{V3}/rooms/{q(new_room)}/redact/{copied}/r1", {})).code == 200
+    assert (await alice.get(f"{V3}/rooms/{q(new_room)}/state/m.room.retention/")).json == {}
+    newest = await upgrade(new_room)
+    assert (await alice.get(f"{V3}/rooms/{q(newest)}/state/m.room.retention/")).json == {
+        "max_lifetime": 7 * DAY, "min_lifetime": DAY}
+
+
+@pytest.mark.hs_config(RETENTION)
+@pytest_twisted.ensureDeferred
+async def test_state_at_a_point_shows_expired_state_events_pruned(server: TestServer) -> None:
+    """`/context`'s state, `/members?at=` and `unsigned.prev_content` name state events that are no
+    longer current: expired, they show as the purge will leave them (pruned), never whole."""
+    alice, bob, room_id = await pair(server)
+    carol = await server.register("carol")
+    await carol.put(f"{V3}/profile/{q(carol.user_id)}/displayname", {"displayname": "Carol Canary"})
+    assert (await carol.post(f"{V3}/join/{q(room_id)}", {})).code == 200
+    old_topic = (await put_state(alice, room_id, "m.room.topic", {"topic": "first topic"})).json["event_id"]
+    carol_join = await state_event_id(alice, room_id, "m.room.member", carol.user_id)
+    await a_moment()
+    boundary = await event_ts(server, old_topic) + 1
+    event = await send(alice, room_id, "after the boundary", "e")
+    at_event = (await bob.get(f"{V3}/sync")).json["next_batch"]
+    new_topic = (await put_state(alice, room_id, "m.room.topic", {"topic": "second topic"})).json["event_id"]
+    assert (await carol.post(f"{V3}/rooms/{q(room_id)}/leave", {})).code == 200
+    freeze(server, boundary + 7 * DAY)
+
+    context = (await bob.get(f"{V3}/rooms/{q(room_id)}/context/{event}?limit=0")).json
+    state = {(e["type"], e["state_key"]): e for e in context["state"]}
+    assert state[("m.room.topic", "")]["event_id"] == old_topic and state[("m.room.topic", "")]["content"] == {}
+    assert state[("m.room.member", carol.user_id)]["event_id"] == carol_join
+    assert state[("m.room.member", carol.user_id)]["content"] == {"membership": "join"}
+    assert state[("m.room.member", bob.user_id)]["content"]["membership"] == "join"  # current: whole
+    members = (await bob.get(f"{V3}/rooms/{q(room_id)}/members?at={at_event}")).json["chunk"]
+    carol_then = next(m for m in members if m["state_key"] == carol.user_id)
+    assert carol_then["content"] == {"membership": "join"}
+    messages = (await bob.get(f"{V3}/rooms/{q(room_id)}/messages?dir=b&limit=100")).json["chunk"]
+    shown_topic = next(e for e in messages if e["event_id"] == new_topic)
+    assert shown_topic["unsigned"]["prev_content"] == {}
+    sync = (await bob.get(f"{V3}/sync")).json["rooms"]["join"][room_id]
+    assert new_topic in {e["event_id"] for e in sync["timeline"]["events"]}
+    for shown in (context, members, messages, sync):
+        assert "first topic" not in json.dumps(shown) and "Carol Canary" not in json.dumps(shown)
+
+
+@pytest.mark.hs_config(RETENTION)
+@pytest_twisted.ensureDeferred
+async def test_left_room_initial_sync_hides_expired_events(server: TestServer) -> None:
+    alice, bob, room_id = await pair(server)
+    old = await send(alice, room_id, "old secret", "old")
+    await a_moment()
+    boundary = await event_ts(server, old) + 1
+    recent = await send(alice, room_id, "recent", "recent")
+    assert (await bob.post(f"{V3}/rooms/{q(room_id)}/leave", {})).code == 200
+    freeze(server, boundary + 7 * DAY)
+    include_leave = sync_filter({"room": {"include_leave": True, "timeline": {"limit": 50}}})
+    left = (await bob.get(f"{V3}/sync?filter={include_leave}")).json["rooms"]["leave"][room_id]
+    shown = {e["event_id"] for e in left["timeline"]["events"]}
+    assert recent in shown and old not in shown
+    assert "old secret" not in json.dumps(left)
+
+
+async def _woken_sync_transactions(server: TestServer) -> dict[str, float]:
+    """The database transactions of an incremental /sync that a new message wakes, caches warm."""
+    from tests.integration.test_sync_cold_cache import _transactions
+
+    alice, bob, room_id = await pair(server)
+    since = (await bob.get(f"{V3}/sync")).json["next_batch"]
+    for i in range(2):  # the first round warms the caches
+        sent = await send(alice, room_id, f"hello {i}", f"h{i}")
+        before = _transactions(server)
+        body = (await bob.get(f"{V3}/sync?since={since}&timeout=0")).json
+        after = _transactions(server)
+        since = body["next_batch"]
+        room = body["rooms"]["join"][room_id]
+        assert sent in {e["event_id"] for e in room["timeline"]["events"]}
+        assert room["unread_notifications"]["notification_count"] == 1 + i
+    return {desc: n - before.get(desc, 0) for desc, n in after.items() if n > before.get(desc, 0)}
+
+
+@pytest.mark.hs_config(RETENTION)
+@pytest_twisted.ensureDeferred
+async def test_a_woken_sync_makes_no_database_round_trip_with_retention_on(server: TestServer) -> None:
+    assert await _woken_sync_transactions(server) == {}
+
+
+@pytest.mark.hs_config({"retention": {"enabled": True, "default_policy": {"max_lifetime": "7d"}}})
+@pytest_twisted.ensureDeferred
+async def test_a_woken_sync_reads_policies_from_memory_without_a_lower_bound(server: TestServer) -> None:
+    # Without allowed_lifetime_min any event may have expired: the policies are looked up, in memory.
+    assert await _woken_sync_transactions(server) == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_woken_sync_makes_no_database_round_trip_with_retention_off(server: TestServer) -> None:
+    assert await _woken_sync_transactions(server) == {}

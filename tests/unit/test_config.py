@@ -357,7 +357,7 @@ def test_quoted_yes_is_not_a_boolean(tmp_path: Path) -> None:
         (
             minimal(listeners=[{"port": 1, "resources": [{"names": ["client", "federaton"]}]}]),
             "listeners[0].resources[0].names[1]",
-            "expected one of 'client', 'federation', 'keys', 'media', 'metrics', 'openid', 'health', "
+            "expected one of 'client', 'federation', 'keys', 'media', 'metrics', 'openid', 'health', 'consent', "
             "got 'federaton' (did you mean 'federation'?)",
         ),
         (

@@ -3,6 +3,14 @@
     GET /_piman/admin/v1/audit_log?from=&limit=&target= -> {"entries": [...], "next_token"?: "..."}
 
 `from` is the `next_token` of the previous page; `target` keeps one room's, user's or media's entries.
+Each entry carries its chain `hash`.
+
+    GET /_piman/admin/v1/audit_log/verify?anchor=HASH (repeatable)
+        -> {"valid": bool, "entries": N, "head": {"id", "ts", "hash"}, "problems": ["one line", ...],
+            "more_problems": N}
+
+walks the whole hash chain (200 whether or not it verifies: `valid` says); an `anchor` is a hash written
+down earlier (`piman admin audit head`) that must still be in the chain.
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from homeserver.handlers.audit_log import entry_json
+from homeserver.handlers.audit_log import entry_json, parse_anchor, report_json
 from homeserver.http.errors import invalid_param
 from homeserver.http.parse import query_int, query_str
 from homeserver.http.router import Servlet
@@ -42,5 +50,20 @@ class AuditLogServlet(Servlet):
         return HTTPStatus.OK, body
 
 
+class AuditLogVerifyServlet(Servlet):
+    PATTERNS = ["/_piman/admin/v1/audit_log/verify"]
+
+    async def on_GET(self, request: PimanRequest) -> tuple[int, Any]:
+        await require_admin(self.hs, request)
+        assert request.args is not None
+        anchors = []
+        for raw in request.args.get(b"anchor", []):
+            try:
+                anchors.append(parse_anchor(raw.decode("utf-8", errors="replace")))
+            except ValueError as e:
+                raise invalid_param(f"Query parameter 'anchor': {e}") from None
+        return HTTPStatus.OK, report_json(await self.hs.audit_log.verify(anchors))
+
+
 def servlets(hs: "HomeServer") -> list[Any]:
-    return [AuditLogServlet(hs)]
+    return [AuditLogServlet(hs), AuditLogVerifyServlet(hs)]

@@ -1,8 +1,9 @@
 """`/_matrix/client/unstable/org.piman.consent`: the current privacy policy, and accepting it.
 
 `GET` tells the user which version applies, where to read it and whether (and when) they
-accepted it; `POST {"version": ...}` accepts it. JSON rather than Synapse's HTML form at
-`/_matrix/consent`, so our clients can show the policy their own way.
+accepted it; `POST {"version": ...}` accepts it: JSON, so our clients can show the policy their
+own way. Synapse's HTML page at `/_matrix/consent`, which Element opens from M_CONSENT_NOT_GIVEN,
+is served beside it (homeserver/rest/consent_page.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from homeserver.http.errors import MatrixError
 from homeserver.http.parse import read_json_object
 from homeserver.http.router import Servlet
 from homeserver.http.site import PimanRequest
+from homeserver.rest import consent_page
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -53,4 +55,4 @@ class ConsentServlet(Servlet):
 
 
 def servlets(hs: "HomeServer") -> list[Any]:
-    return [ConsentServlet(hs)]
+    return [ConsentServlet(hs), *consent_page.servlets(hs)]

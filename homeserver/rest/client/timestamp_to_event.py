@@ -1,4 +1,7 @@
-"""`GET /v1/rooms/{roomId}/timestamp_to_event`: the event nearest a point in time, for "jump to date"."""
+"""`GET /v1/rooms/{roomId}/timestamp_to_event`: the event nearest a point in time, for "jump to date".
+
+Expired events (retention) are skipped: the answer is the nearest event still shown, or 404.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ class TimestampToEventServlet(Servlet):
         if direction not in ("f", "b"):
             raise invalid_param("dir must be 'f' or 'b'.")
         await require_in_room_or_world_readable(self.hs.store, room_id, requester.user_id)
-        event_id = await self.hs.store.events.get_event_ids_before_ts(room_id, ts, direction)
+        event_id = await self.hs.retention.nearest_event(room_id, ts, direction)
         stored = await self.hs.store.events.get_event(event_id) if event_id is not None else None
         if stored is None:
             way = "forward" if direction == "f" else "backward"

@@ -1,1 +1,0 @@
--- retention gaps (issue 6): filled in only if needed (an empty migration is a no-op)
