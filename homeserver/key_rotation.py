@@ -25,43 +25,16 @@ from typing import Any, Awaitable, Callable, TextIO
 
 from twisted.internet import threads
 
+from homeserver.progress import ProgressBar
 from homeserver.media.sealed_files import MAGIC, reseal_file_key, sealed_file_key_id
 from storage.sealed_columns import SEALED_TABLES
 from storage.sealing import Sealer, add_key_to_file, load_sealer, remove_keys_from_file
 from storage.stores.sealing_keys import MEDIA_STORE, ResealProgress
 
-BAR_WIDTH = 30
 # How often a running server looks at its data key file for a rotation (a stat: cheap).
 KEY_FILE_CHECK_INTERVAL_S = 10
 
 logger = logging.getLogger(__name__)
-
-
-class ProgressBar:
-    """One line of progress on stderr, redrawn in place on a terminal, printed once when done otherwise."""
-
-    def __init__(self, out: TextIO | None, label: str, unit: str = "rows") -> None:
-        self._out = out  # None: no bar (the server re-sealing in the background logs instead)
-        self._label = label
-        self._unit = unit
-        self._tty = out is not None and out.isatty()
-
-    def _line(self, done: int, total: int) -> str:
-        shown = min(done, total)
-        filled = BAR_WIDTH if total == 0 else BAR_WIDTH * shown // total
-        return f"{self._label:<30} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} {self._unit}"
-
-    def update(self, done: int, total: int) -> None:
-        if self._tty and self._out is not None:
-            self._out.write("\r" + self._line(done, total))
-            self._out.flush()
-
-    def finish(self, done: int, total: int, note: str = "") -> None:
-        if self._out is None:
-            logger.info("re-seal: %s", self._line(done, total) + note)
-            return
-        self._out.write(("\r" if self._tty else "") + self._line(done, total) + note + "\n")
-        self._out.flush()
 
 
 def media_files(root: str) -> list[str]:

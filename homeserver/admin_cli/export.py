@@ -43,6 +43,7 @@ from twisted.internet import threads
 from homeserver.handlers.audit_log import cli_actor
 from homeserver.handlers.legal_holds import check_target
 from homeserver.http.errors import MatrixError
+from homeserver.progress import ProgressBar
 
 FORMAT = "piman-export"
 FORMAT_VERSION = 1
@@ -194,7 +195,7 @@ class _BundleWriter:
 
     async def _write_events(self, **scope: str) -> None:
         total, upto = await self._store.event_bounds(**scope)
-        bar = _Progress(self._progress, "events", total)
+        bar = ProgressBar(self._progress, "events", "events")
         written, after = 0, 0
         with self._open("events.jsonl") as out:
             while batch := await self._store.events_batch(after=after, upto=upto, limit=EVENT_BATCH, **scope):
@@ -204,15 +205,15 @@ class _BundleWriter:
                     out.write(_json_line(row))
                 written += len(batch)
                 after = batch[-1]["stream_ordering"]
-                bar.update(written)
-        bar.done()
+                bar.update(written, total)
+        bar.finish(written, max(total, written))
         self.counts["events"] = written
 
     async def _write_media(self, media: list[dict[str, Any]]) -> None:
         repo = self._hs.media_repository
         thumbnails = await self._store.thumbnails(row["media_id"] for row in media)
         self._write_lines("media.jsonl", [{"media": row} for row in media] + [{"thumbnail": t} for t in thumbnails])
-        bar = _Progress(self._progress, "media", len(media))
+        bar = ProgressBar(self._progress, "media", "files")
         files = thumbnail_files = 0
         for index, row in enumerate(media, start=1):
             media_id = row["media_id"]
@@ -223,8 +224,8 @@ class _BundleWriter:
                 for thumb_name in sorted(os.listdir(thumbs_dir)):
                     thumbnail_files += await self._copy(os.path.join(thumbs_dir, thumb_name),
                                                         os.path.join("media", "thumbnails", media_id, thumb_name))
-            bar.update(index)
-        bar.done()
+            bar.update(index, len(media))
+        bar.finish(len(media), len(media))
         self.counts.update(media=len(media), media_files=files, thumbnails=len(thumbnails),
                            thumbnail_files=thumbnail_files)
 
@@ -328,36 +329,3 @@ def _pack(directory: str, tar_path: str, name: str) -> None:
     except BaseException:
         os.unlink(tar_path)
         raise
-
-
-class _Progress:
-    """A progress bar on stderr: redrawn in place on a terminal, a line per tenth otherwise."""
-
-    WIDTH = 30
-
-    def __init__(self, stream: IO[str] | None, label: str, total: int) -> None:
-        self._stream = stream
-        self._label = label
-        self._total = total
-        self._tty = bool(stream is not None and stream.isatty())
-        self._last_tenth = -1
-
-    def update(self, done: int) -> None:
-        if self._stream is None:
-            return
-        fraction = done / self._total if self._total else 1.0
-        if not self._tty:
-            tenth = int(fraction * 10)
-            if tenth == self._last_tenth:
-                return
-            self._last_tenth = tenth
-        filled = int(fraction * self.WIDTH)
-        line = f"{self._label:<7} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{self._total} ({fraction:.0%})"
-        self._stream.write(("\r" + line) if self._tty else line + "\n")
-        self._stream.flush()
-
-    def done(self) -> None:
-        self.update(self._total)
-        if self._stream is not None and self._tty:
-            self._stream.write("\n")
-            self._stream.flush()
