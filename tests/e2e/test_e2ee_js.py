@@ -43,7 +43,7 @@ FROM_JS = "hello back from matrix-js-sdk"
 
 
 def test_js_sdk_encrypted_chat_cross_signing_and_key_backup(e2ee_server: ServerProcess) -> None:
-    steps = run_js_scenario("two_clients_backup.mjs", e2ee_server.base_url)
+    steps = run_js_scenario("two_clients_backup.mjs", e2ee_server.base_url, timeout=120)
     print(summarize_steps(steps))
 
 

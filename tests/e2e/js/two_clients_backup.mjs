@@ -22,6 +22,9 @@ import {
   waitForMembership,
 } from "./lib.mjs";
 
+const SECRETS = ["m.cross_signing.master", "m.cross_signing.self_signing", "m.cross_signing.user_signing",
+  "m.megolm_backup.v1"];
+
 const OLD_MESSAGE = "before the second login: from alice's first device";
 
 async function backupCount(client) {
@@ -93,7 +96,19 @@ async function main() {
       "the new key backup to become active",
     );
     // The client learns of the keys it just stored through its next /keys/query: wait for it.
-    await waitFor(() => crypto.isSecretStorageReady(), "secret storage to be ready");
+    // Rarely (about 1 run in 10 on a loaded machine) the Rust crypto takes longer than the usual
+    // 15 s here although every request is answered in milliseconds; on a timeout the message
+    // says which secrets the client holds, to tell a server-side miss from a client-side wait.
+    await waitFor(
+      () => crypto.isSecretStorageReady(),
+      "secret storage to be ready",
+      () => SECRETS.map((type) => {
+        const event = alice.getAccountData(type);
+        const keys = event ? Object.keys(event.getContent().encrypted || {}) : [];
+        return `${type}: ${event ? `encrypted for ${JSON.stringify(keys)}` : "not received"}`;
+      }).join("; ") + `; default key ${JSON.stringify(alice.getAccountData("m.secret_storage.default_key")?.getContent())}`,
+      45000,
+    );
     return version;
   }, (version) => ({ version }));
 
