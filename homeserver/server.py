@@ -74,6 +74,7 @@ from storage.sealing import load_sealer
 logger = logging.getLogger(__name__)
 
 UI_AUTH_EXPIRY_INTERVAL_S = 300
+DEVICE_LISTS_PRUNE_INTERVAL_S = 86_400
 
 
 def database_config_dict(config: HomeServerConfig) -> dict[str, Any]:
@@ -192,6 +193,10 @@ class HomeServer:
         )
         self._background.append(
             self.clock.looping_call(SWEEP_INTERVAL_S, lambda: defer.ensureDeferred(self.undelivered_sweeper.run()))
+        )
+        self._background.append(
+            self.clock.looping_call(DEVICE_LISTS_PRUNE_INTERVAL_S,
+                                    lambda: defer.ensureDeferred(self.e2e_keys_handler.prune_device_lists()))
         )
         self._background.append(
             self.clock.looping_call(MEDIA_SWEEP_INTERVAL_S, lambda: defer.ensureDeferred(self.media_repository.run_reservation_sweep()))

@@ -263,6 +263,12 @@ class E2EKeysHandler:
         changed |= maybe_new & sharing
         return changed - left, left
 
+    async def prune_device_lists(self) -> None:
+        """Daily: the device_lists stream keeps its recent positions only (see the store)."""
+        deleted = await self._keys.prune_device_list_changes()
+        if deleted:
+            logger.info("pruned %d old device-list changes", deleted)
+
     async def key_counts(self, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
         """Unclaimed one-time keys per algorithm and the unused fallback key types, for /sync."""
         counts, fallback = await self._keys.count_one_time_keys(user_id, device_id)

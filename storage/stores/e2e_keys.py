@@ -25,6 +25,11 @@ KEY_COUNTS_CACHE_DEVICES = 50_000
 
 KeyCounts = tuple[dict[str, int], list[str]]
 
+# The device_lists stream keeps its last this many positions (a client offline for longer
+# re-downloads the keys of everyone it shares a room with); pruned this many positions a batch.
+DEVICE_LIST_CHANGES_KEPT = 100_000
+PRUNE_BATCH_POSITIONS = 10_000
+
 # (user whose keys changed, stream position, the only user who may hear of it or None for all)
 ChangeListener = Callable[[str, int, "str | None"], None]
 
@@ -104,6 +109,7 @@ class E2EKeyStore:
         # (user, device) -> its key counts; dropped after every committed write that may change them.
         self._key_counts: LruCache[tuple[str, str], KeyCounts] = LruCache(KEY_COUNTS_CACHE_DEVICES)
         self._key_counts_fence = WriteFence()
+        self._pruned_cache: int | None = None  # device_lists positions up to this are pruned
 
     # -- writes ------------------------------------------------------------
 
@@ -314,6 +320,38 @@ class E2EKeyStore:
         for listener in self.change_listeners:
             listener(user_id, position, visible_to)
 
+    # -- pruning the stream --------------------------------------------------
+
+    async def _pruned_up_to(self) -> int:
+        if self._pruned_cache is None:
+            rows = await self._db.execute("device_lists_pruned_up_to", "SELECT pruned_up_to FROM device_lists_pruned")
+            self._pruned_cache = int(rows[0][0]) if rows else 0
+        return self._pruned_cache
+
+    async def prune_device_list_changes(self, keep: int = DEVICE_LIST_CHANGES_KEPT,
+                                        batch: int = PRUNE_BATCH_POSITIONS) -> int:
+        """Delete the stream's rows older than its last `keep` positions, a range of positions per
+        transaction; returns how many rows went."""
+        up_to = self.stream.get_current_token() - keep
+        start = await self._pruned_up_to()
+        deleted = 0
+        while start < up_to:
+            end = min(start + batch, up_to)
+
+            def _prune_txn(txn: Transaction, end: int = end) -> int:
+                # The horizon first: a reader seeing rows gone also sees that it must not trust them.
+                txn.execute(
+                    "INSERT INTO device_lists_pruned (lock, pruned_up_to) VALUES ('X', ?)"
+                    " ON CONFLICT (lock) DO UPDATE SET pruned_up_to = excluded.pruned_up_to",
+                    (end,),
+                )
+                txn.execute("DELETE FROM device_lists_stream WHERE stream_id <= ?", (end,))
+                return txn.rowcount
+
+            deleted += await self._db.run_interaction("prune_device_lists_stream", _prune_txn)
+            self._pruned_cache = start = end
+        return deleted
+
     # -- reads -------------------------------------------------------------
 
     async def count_one_time_keys(self, user_id: str, device_id: str) -> KeyCounts:
@@ -427,7 +465,12 @@ class E2EKeyStore:
 
     async def get_changed_users(self, user_id: str, from_pos: int, to_pos: int) -> set[str]:
         """Users whose keys changed in (from_pos, to_pos] and that `user_id` hears about: itself,
-        users sharing a joined room with it, and changes made visible to it alone."""
+        users sharing a joined room with it, and changes made visible to it alone.
+
+        A `from_pos` older than the pruned part of the stream gets everyone sharing a room.
+        """
+        if from_pos < await self._pruned_up_to():
+            return await self.get_users_sharing_room(user_id)
         rows = await self._db.execute(
             "get_device_list_changes",
             "SELECT DISTINCT s.user_id FROM device_lists_stream AS s WHERE s.stream_id > ? AND s.stream_id <= ?"

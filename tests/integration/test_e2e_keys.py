@@ -428,3 +428,29 @@ async def test_key_counts_start_again_for_a_device_id_reused_after_logout(server
     assert (await phone.post(f"{V3}/logout", {})).code == 200
     phone = await log_in_as_phone()
     assert (await sync(phone))["device_one_time_keys_count"] == {"signed_curve25519": 0}
+
+
+@pytest_twisted.ensureDeferred
+async def test_pruned_device_list_changes_answer_old_tokens_with_everyone(server: TestServer) -> None:
+    """The device_lists stream keeps its recent positions only: a token from before the pruned part
+    gets everyone sharing a room (they re-download keys), a recent one gets the exact changes."""
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    carol = await server.register("carol")
+    await shared_room(alice, bob, carol)
+    old_since = (await sync(bob))["next_batch"]
+    await upload(alice, {"device_keys": device_keys(alice, device_signing_key(alice.device_id))})
+    await upload(carol, {"device_keys": device_keys(carol, device_signing_key(carol.device_id))})
+    recent_since = (await sync(bob))["next_batch"]
+    await upload(alice, {"device_keys": device_keys(alice, device_signing_key(alice.device_id))})  # new keys: a change
+    store = server.hs.store
+    rows = "SELECT COUNT(*) FROM device_lists_stream"
+    assert (await store.db.execute("t", rows))[0][0] == 3
+    assert await store.e2e_keys.prune_device_list_changes(keep=1) == 2  # alice's and carol's first uploads
+    assert (await store.db.execute("t", rows))[0][0] == 1
+
+    assert (await sync(bob, recent_since))["device_lists"]["changed"] == [alice.user_id]  # exact
+    everyone = sorted([alice.user_id, bob.user_id, carol.user_id])
+    assert (await sync(bob, old_since))["device_lists"]["changed"] == everyone  # can't tell: all of them
+    changes = await bob.get(f"{V3}/keys/changes?from={old_since}&to={recent_since}")
+    assert sorted(changes.json["changed"]) == everyone
