@@ -32,6 +32,8 @@ from config.schema import (
 )
 from config.residency import BACKUP_DIRECTORIES, DATA_RESIDENCY, check_residency, location
 from config.undelivered import UNDELIVERED_TTL
+from config.voip import TURN_KEYS, check_turn
+from config.push import PUSH
 from config.retention import MEDIA_RETENTION, RETENTION
 from config.privacy_policy import (
     FORM_SECRET, PRIVACY_POLICY, REQUIRE_CONSENT, SERVER_NOTICES, check_consent_needs_policy,
@@ -498,13 +500,17 @@ HOMESERVER = Section(
         "require_consent": REQUIRE_CONSENT,
         "form_secret": FORM_SECRET,
         "server_notices": SERVER_NOTICES,
+        # Push notifications: the gateways the admin allows (issue 6, pushers).
+        "push": PUSH,
+        # TURN servers for calls (/voip/turnServer).
+        **TURN_KEYS,
         "log_level": OneOf("DEBUG", "INFO", "WARNING", "ERROR", default="INFO", doc="How much the server logs."),
         "report_stats": Bool(
             default=False,
             doc="Accepted for compatibility with Synapse configs: nothing is ever reported to third parties.",
         ),
     },
-    checks=[_listener_tls_needs_files, _listener_ports_unique, check_residency, check_consent_needs_policy],
+    checks=[_listener_tls_needs_files, _listener_ports_unique, check_residency, check_consent_needs_policy, check_turn],
     attrs={"config_path": (str | None, None)},
     doc="The configuration of one homeserver (one organisation).",
 )

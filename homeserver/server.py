@@ -62,9 +62,11 @@ from homeserver.http.metrics import RequestMetrics
 from homeserver.http.router import InflightRequests, JsonRouter
 from homeserver.key_rotation import KEY_FILE_CHECK_INTERVAL_S, BackgroundReseal
 from homeserver.media.repository import SWEEP_INTERVAL_S as MEDIA_SWEEP_INTERVAL_S, MediaRepository
+from homeserver.push.pusher_pool import PusherPool
 from homeserver.notifier import Notifier
 from homeserver.ratelimit import Ratelimiter
 from homeserver.rest import consent_page
+from homeserver.rest.client import openid
 from homeserver.rest.client import client_servlets
 from storage.datastore import DataStore, open_datastore
 from storage.engines import create_engine
@@ -145,6 +147,7 @@ class HomeServer:
         self.account_data_handler = AccountDataHandler(self)
         self.push_rules_handler = PushRulesHandler(self)
         self.push_actions_handler = PushActionsHandler(self)
+        self.pusher_pool = PusherPool(self)  # push notifications to the gateways the admin allowed
         self.filter_handler = FilterHandler(self)
         self.profile_handler = ProfileHandler(self)
         self.presence_handler = PresenceHandler(self)
@@ -221,6 +224,8 @@ class HomeServer:
             router.register_all(consent_page.servlets(self))
         if "federation" in resource_names or "keys" in resource_names:
             router.register_all(key_server.servlets(self))
+        if "federation" in resource_names or "openid" in resource_names:
+            router.register_all(openid.userinfo_servlets(self))
         return router
 
     async def profile_for_member_event(self, user_id: str) -> dict[str, Any]:
@@ -251,6 +256,7 @@ class HomeServer:
                 call.stop()
         self.notifier.wake_all()
         self.background_reseal.stop()
+        self.pusher_pool.stop()
         await self.consent_handler.stop_announcing()
         idle = self.inflight.wait_idle()
         timeout = self.clock.call_later(grace_s, lambda: idle.called or idle.cancel())

@@ -25,10 +25,12 @@ from storage.stores.filters import FilterStore
 from storage.stores.holds import HoldStore
 from storage.stores.key_backup import KeyBackupStore
 from storage.stores.media import MediaStore
+from storage.stores.openid_tokens import OpenIdTokenStore
 from storage.stores.presence import PresenceStore
 from storage.stores.profiles import ProfileStore
 from storage.stores.push_actions import PushActionStore
 from storage.stores.push_rules import PushRuleStore
+from storage.stores.pushers import PusherStore
 from storage.stores.receipts import ReceiptStore
 from storage.stores.registration_tokens import RegistrationTokenStore
 from storage.stores.relations import RelationStore
@@ -83,6 +85,9 @@ class DataStore:
         # Device, one-time and cross-signing keys; deleting a device is a device-list change.
         self.e2e_keys = E2EKeyStore(db, sealer, self.streams["device_lists"])
         self.devices.deletion_hooks.append(self.e2e_keys.devices_deleted_txn)
+        # Push notification targets, owned by devices: they go with their device.
+        self.pushers = PusherStore(db, sealer)
+        self.devices.deletion_hooks.append(self.pushers.devices_deleted_txn)
         # Media metadata; the sealed files are the media repository's (homeserver/media).
         self.media = MediaStore(db, sealer)
         # Legal holds, which retention purges and account erasure respect.
@@ -95,6 +100,8 @@ class DataStore:
         # The append-only record of admin actions, and the reads behind `piman admin export`.
         self.audit_log = AuditLogStore(db, sealer)
         self.export = ExportStore(db)
+        # OpenID tokens that third parties exchange for a user ID (/openid/userinfo).
+        self.openid_tokens = OpenIdTokenStore(db)
 
         # The data keys stored data needs (checked at open), and key rotation's re-seal progress.
         self.sealing_keys = SealingKeyStore(db)

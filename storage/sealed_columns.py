@@ -36,4 +36,5 @@ SEALED_TABLES: tuple[SealedTable, ...] = (
     SealedTable("local_media", ("media_id",), ("upload_name",)),
     SealedTable("legal_holds", ("id",), ("reason",)),
     SealedTable("admin_audit_log", ("id",), ("details",)),
+    SealedTable("pushers", ("id",), ("sealed",)),
 )

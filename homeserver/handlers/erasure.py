@@ -2,13 +2,13 @@
 `POST /_synapse/admin/v1/deactivate/{userId}`, `piman admin user delete`).
 
 What goes: sessions (devices, access and refresh tokens), every end-to-end key and signature of or by
-the user, key backups, the to-device inbox and the undelivered messages the user sent, push rules,
+the user, key backups, the to-device inbox and the undelivered messages the user sent, push rules, pushers,
 account data, profile, presence, receipts, filters, push actions, UIA sessions, reports the user made,
 uploaded media. The user leaves every room (invites rejected, knocks withdrawn) through the normal
 membership path, so the others see a leave, which carries no display name or avatar. What stays: the
 `users` row, deactivated (the ID is never registered again) and the room history others hold; the
 user's past events are served pruned to anyone who joins a room after the erasure (see
-`prune_for_newcomers`). There is no 3PID or pusher table yet: nothing to delete there.
+`prune_for_newcomers`). There is no 3PID table yet: nothing to delete there.
 
 Mark first, finish resumably. The account is deactivated and the tombstone written (`erased_users`,
 `completed_ts` NULL) before anything is deleted: from then on nobody can log in as the user, write data
@@ -104,6 +104,7 @@ class ErasureHandler:
         extra["to_device_sent_undelivered"] = await self._delete_sent_to_device(user_id)
         await store.account_data.erase_user(user_id)
         await store.push_rules.erase_user(user_id)
+        await store.pushers.erase_user(user_id)  # device-less ones; the rest went with the devices
         while await store.push_actions.erase_user(user_id, BATCH) >= BATCH:
             await _yield(self._hs.reactor)
         await store.filters.erase_user(user_id)

@@ -323,6 +323,7 @@ class PushActionsHandler:
                              event.origin_server_ts)
         if actions.sender_reads:
             self._counts.forget(event.sender, event.room_id)
+        self._hs.pusher_pool.on_event_persisted(event, actions)  # push notifications, in the background
 
     def on_receipt(self, user_id: str, room_id: str) -> None:
         """A receipt moved: the user's counts in the room must be read again."""

@@ -34,6 +34,7 @@ INVENTORY: tuple[tuple[str, str], ...] = (
     ("to_device_txn_ids", "SELECT COUNT(*) FROM to_device_txns WHERE user_id = ?"),
     ("account_data", "SELECT COUNT(*) FROM account_data WHERE user_id = ?"),
     ("push_rules", "SELECT COUNT(*) FROM push_rules WHERE user_id = ?"),
+    ("pushers", "SELECT COUNT(*) FROM pushers WHERE user_id = ?"),
     ("push_actions", "SELECT COUNT(*) FROM event_push_actions WHERE user_id = ?"),
     ("filters", "SELECT COUNT(*) FROM user_filters WHERE user_id = ?"),
     ("profile_fields", "SELECT COUNT(*) FROM profiles WHERE user_id = ?"),
@@ -45,6 +46,7 @@ INVENTORY: tuple[tuple[str, str], ...] = (
                          " JOIN local_media AS m ON m.media_id = t.media_id WHERE m.user_id = ?"),
     ("forgotten_rooms", "SELECT COUNT(*) FROM forgotten_rooms WHERE user_id = ?"),
     ("event_txn_ids", "SELECT COUNT(*) FROM event_txn_ids WHERE user_id = ?"),
+    ("openid_tokens", "SELECT COUNT(*) FROM openid_tokens WHERE user_id = ?"),
 )
 
 
@@ -133,13 +135,14 @@ class ErasureStore:
         return await self._db.run_interaction("erasure_inventory", _inventory_txn)
 
     async def erase_room_bookkeeping(self, user_id: str) -> int:
-        """The user's forgotten-room marks and message transaction IDs: ids only, but theirs."""
+        """The user's forgotten-room marks, message transaction IDs and OpenID tokens: ids only, but theirs."""
 
         def _erase_bookkeeping_txn(txn: Transaction) -> int:
-            txn.execute("DELETE FROM forgotten_rooms WHERE user_id = ?", (user_id,))
-            forgotten = max(txn.rowcount, 0)
-            txn.execute("DELETE FROM event_txn_ids WHERE user_id = ?", (user_id,))
-            return forgotten + max(txn.rowcount, 0)
+            removed = 0
+            for table in ("forgotten_rooms", "event_txn_ids", "openid_tokens"):
+                txn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
+                removed += max(txn.rowcount, 0)
+            return removed
 
         return await self._db.run_interaction("erase_user_room_bookkeeping", _erase_bookkeeping_txn)
 

@@ -3,7 +3,7 @@
 A user is given data in every table that holds data of a user, erased, and every row is then
 looked for in the database directly. ERASED_ROWS is the list a data-protection officer can read:
 each table, the column naming the user, and what the row is. KEPT_ROWS is what stays, and why.
-There is no 3PID (phone number, e-mail) table and no pusher table in this server yet.
+There is no 3PID (phone number, e-mail) table in this server yet.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from unpaddedbase64 import encode_base64
 
 from config import load_config_dict
 from homeserver.server import HomeServer
+from storage.stores.pushers import PusherSettings
 from synapse_compat.admin_register import registration_mac
 from tests.integration.harness import SERVER_NAME, SHARED_SECRET, V3, Client, TestServer, base_config, q, send
 from tests.integration.test_e2e_keys import (PASSWORD, cross_signing_key, cs_key, device_keys, device_signing_key,
@@ -47,6 +49,7 @@ ERASED_ROWS = (
     ("to_device_txns", "user_id = ?", "the user's to-device transaction IDs"),
     ("account_data", "user_id = ?", "account data, global and per room"),
     ("push_rules", "user_id = ?", "push rules"),
+    ("pushers", "user_id = ?", "pushers (push gateway URLs and device tokens)"),
     ("event_push_actions", "user_id = ?", "notifications (push actions)"),
     ("user_filters", "user_id = ?", "sync filters"),
     ("profiles", "user_id = ?", "display name, avatar, other profile fields"),
@@ -56,6 +59,7 @@ ERASED_ROWS = (
     ("local_media", "user_id = ?", "uploaded media (and the files, checked on disk)"),
     ("forgotten_rooms", "user_id = ?", "rooms the user forgot"),
     ("event_txn_ids", "user_id = ?", "the user's message transaction IDs"),
+    ("openid_tokens", "user_id = ?", "OpenID tokens the user asked for (widgets, integrations)"),
 )
 # Checked separately: UIA sessions (ui_auth_sessions: the user is only inside sealed blobs) and the
 # user's undelivered outgoing to-device messages (device_inbox rows of others: sender sealed).
@@ -142,6 +146,7 @@ async def give_data_everywhere(server: TestServer, alice: Client, bob: Client) -
     assert (await alice.put(f"{V3}/user/{q(alice.user_id)}/rooms/{q(room_id)}/account_data/m.tag.x",
                             {"b": 2})).code == 200
     assert (await alice.post(f"{V3}/user/{q(alice.user_id)}/filter", {"room": {"timeline": {"limit": 5}}})).code == 200
+    assert (await alice.post(f"{V3}/user/{q(alice.user_id)}/openid/request_token", {})).code == 200
     assert (await alice.put(f"{V3}/presence/{q(alice.user_id)}/status",
                             {"presence": "online", "status_msg": "canary status"})).code == 200
     alice_event = await send(alice, room_id, "canary from alice", "t-alice")
@@ -159,6 +164,14 @@ async def give_data_everywhere(server: TestServer, alice: Client, bob: Client) -
     assert (await alice.post(f"{V3}/rooms/{q(gone)}/forget", {})).code == 200
     invited = (await bob.post(f"{V3}/createRoom", {"preset": "private_chat"})).json["room_id"]
     assert (await bob.post(f"{V3}/rooms/{q(invited)}/invite", {"user_id": alice.user_id})).code == 200
+
+    # Pushers: one on her device, and a device-less one (set through the store: no gateway is allowed here).
+    settings = PusherSettings(kind="http", app_id="app", pushkey="canary-key", lang="en", app_display_name="A",
+                              device_display_name="D", profile_tag=None,
+                              data={"url": "https://gw/_matrix/push/v1/notify"})
+    await server.hs.store.pushers.set_pusher(alice.user_id, alice.device_id, settings, append=True, now_ms=0)
+    await server.hs.store.pushers.set_pusher(alice.user_id, None, replace(settings, pushkey="other"), append=True,
+                                             now_ms=0)
 
     # A half-done UIA session of alice's (its password stage passed).
     await server.hs.store.ui_auth.create_session("alice-uia", server.hs.clock.time_msec(), "/x", "POST", "x", {})

@@ -217,7 +217,8 @@ def test_every_commented_out_key_is_valid_when_uncommented(tmp_path: Path) -> No
 
     by_key = {text.splitlines()[start].strip().lstrip("#").split(":")[0]: (start, end) for start, end in blocks}
     # TLS needs both files: those two keys are uncommented together.
-    partners = {"tls_certificate_path": "tls_private_key_path", "tls_private_key_path": "tls_certificate_path"}
+    partners = {"tls_certificate_path": "tls_private_key_path", "tls_private_key_path": "tls_certificate_path",
+                "turn_username": "turn_password", "turn_password": "turn_username"}
 
     for key, block in by_key.items():
         uncommented = uncomment(text, block)

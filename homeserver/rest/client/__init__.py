@@ -17,9 +17,11 @@ from homeserver.rest.client import (
     media,
     media_thumbnails,
     notifications,
+    openid,
     presence,
     profile,
     push_rules,
+    pushers,
     receipts,
     register,
     relations,
@@ -29,10 +31,13 @@ from homeserver.rest.client import (
     room_upgrade,
     rooms,
     sync,
+    thirdparty,
+    threepids,
     timestamp_to_event,
     to_device,
     user_directory,
     versions,
+    voip,
 )
 from homeserver.rest.admin import admin_servlets
 from synapse_compat import admin_register
@@ -43,7 +48,7 @@ if TYPE_CHECKING:
 MODULES = (versions, login, register, account, devices, rooms, room_reads, sync, account_data, filters, profile,
            presence, receipts, push_rules, user_directory, reports, directory, room_upgrade, timestamp_to_event,
            relations, notifications, to_device, key_backup, keys, media, media_thumbnails, consent,
-           retention, admin_register)
+           retention, threepids, thirdparty, voip, openid, pushers, admin_register)
 
 
 def client_servlets(hs: "HomeServer") -> list[Any]:
