@@ -18,6 +18,19 @@ class RoomInfo:
     created_ts: int
 
 
+@dataclass(frozen=True)
+class RoomCounts:
+    """A room's row and its current-state counts, for the admin room list."""
+
+    room_id: str
+    room_version: str
+    creator: str
+    is_public: bool
+    joined_members: int
+    joined_local_members: int
+    state_events: int
+
+
 class RoomStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -94,3 +107,43 @@ class RoomStore:
         return await self._db.run_interaction(
             "get_room_versions", _versions_txn, list(dict.fromkeys(room_ids))
         )
+
+    async def get_room_counts(self, server_name: str, room_ids: Iterable[str] | None = None) -> list[RoomCounts]:
+        """Every known room (or those of `room_ids`) with member and state counts, by room ID.
+
+        Three grouped queries whatever the number of rooms; names and the like are state
+        events (sealed), so the admin API reads those through the state store.
+        """
+        suffix = ":" + server_name
+
+        def _room_counts_txn(txn: Transaction, ids: list[str] | None) -> list[RoomCounts]:
+            def scoped(sql: str, chunk: list[str] | None, column: str = "room_id") -> tuple[str, list[object]]:
+                if chunk is None:
+                    return sql, []
+                return f"{sql} AND {column} IN ({placeholders(len(chunk))})", list(chunk)
+
+            rows: list[tuple] = []
+            joined: dict[str, tuple[int, int]] = {}
+            state: dict[str, int] = {}
+            for chunk in ([None] if ids is None else list(chunks(ids))):
+                sql, args = scoped("SELECT room_id, room_version, creator, is_public FROM rooms WHERE TRUE", chunk)
+                txn.execute(sql, args)
+                rows.extend(txn.fetchall())
+                sql, args = scoped(
+                    "SELECT room_id, COUNT(*),"
+                    " SUM(CASE WHEN substr(user_id, length(user_id) - ? + 1) = ? THEN 1 ELSE 0 END)"
+                    " FROM current_memberships WHERE membership = 'join'", chunk)
+                txn.execute(sql + " GROUP BY room_id", [len(suffix), suffix, *args])
+                joined.update((r, (int(n), int(local or 0))) for r, n, local in txn.fetchall())
+                sql, args = scoped("SELECT room_id, COUNT(*) FROM current_state_events WHERE TRUE", chunk)
+                txn.execute(sql + " GROUP BY room_id", args)
+                state.update((r, int(n)) for r, n in txn.fetchall())
+            return sorted(
+                (RoomCounts(room_id, version, creator, bool(public), *joined.get(room_id, (0, 0)),
+                            state.get(room_id, 0))
+                 for room_id, version, creator, public in rows),
+                key=lambda c: c.room_id,
+            )
+
+        ids = None if room_ids is None else list(dict.fromkeys(room_ids))
+        return await self._db.run_interaction("get_room_counts", _room_counts_txn, ids)

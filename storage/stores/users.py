@@ -24,6 +24,17 @@ _USER_COLUMNS = (
     "user_id, password_hash, creation_ts, admin, is_guest, deactivated, user_type, locked"
 )
 
+# Sort keys the admin user list accepts (Synapse's names) -> column.
+USER_ORDER_COLUMNS = {
+    "name": "user_id",
+    "creation_ts": "creation_ts",
+    "admin": "admin",
+    "is_guest": "is_guest",
+    "deactivated": "deactivated",
+    "user_type": "user_type",
+    "locked": "locked",
+}
+
 
 class UserStore:
     def __init__(self, db: Database, token_cache: AccessTokenCache | None = None) -> None:
@@ -119,6 +130,47 @@ class UserStore:
         """All accounts, guests and deactivated ones included."""
         rows = await self._db.execute("count_users", "SELECT COUNT(*) FROM users")
         return int(rows[0][0])
+
+    async def list_users(
+        self,
+        *,
+        offset: int,
+        limit: int,
+        guests: bool,
+        deactivated: bool,
+        id_contains: str | None,
+        order_by: str,
+        descending: bool,
+    ) -> tuple[list[UserInfo], int]:
+        """A page of accounts for the admin API, and how many match in all.
+
+        `order_by` is one of USER_ORDER_COLUMNS; ties break on user_id so pages never overlap.
+        `id_contains` matches user IDs case-insensitively (profiles are sealed, so not names).
+        """
+        column = USER_ORDER_COLUMNS[order_by]
+        where, args = ["TRUE"], []  # type: list[str], list[object]
+        if not guests:
+            where.append("NOT is_guest")
+        if not deactivated:
+            where.append("NOT deactivated")
+        if id_contains:
+            escaped = id_contains.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("lower(user_id) LIKE ? ESCAPE '\\'")
+            args.append(f"%{escaped}%")
+        direction = "DESC" if descending else "ASC"
+        condition = " AND ".join(where)
+
+        def _list_users_txn(txn: Transaction) -> tuple[list[UserInfo], int]:
+            txn.execute(f"SELECT COUNT(*) FROM users WHERE {condition}", args)
+            total = int(txn.fetchone()[0])  # type: ignore[index]
+            txn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE {condition}"
+                f" ORDER BY {column} {direction}, user_id {direction} LIMIT ? OFFSET ?",
+                [*args, limit, offset],
+            )
+            return [_user_from_row(row) for row in txn.fetchall()], total
+
+        return await self._db.run_interaction("list_users", _list_users_txn)
 
     async def _update_column(self, desc: str, column: str, user_id: str, value: object) -> bool:
         """Set one column; False if there is no such user."""
