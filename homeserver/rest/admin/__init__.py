@@ -12,7 +12,8 @@ import pkgutil
 from typing import TYPE_CHECKING, Any
 
 from homeserver.auth import Requester
-from homeserver.http.errors import forbidden
+from homeserver.http.errors import forbidden, invalid_param
+from homeserver.http.parse import query_int
 from homeserver.http.site import PimanRequest
 
 if TYPE_CHECKING:
@@ -25,6 +26,20 @@ async def require_admin(hs: "HomeServer", request: PimanRequest) -> Requester:
     if not requester.admin:
         raise forbidden("You are not a server admin.")
     return requester
+
+
+# Synapse's admin lists page by offset: `from` and `limit`.
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+def page_of(request: PimanRequest) -> tuple[int, int]:
+    """(offset, limit) of an admin list request; 400 M_INVALID_PARAM when out of range."""
+    offset = query_int(request, "from", 0)
+    limit = query_int(request, "limit", DEFAULT_PAGE)
+    if offset < 0 or not 0 < limit <= MAX_PAGE:
+        raise invalid_param(f"'from' must be >= 0 and 'limit' between 1 and {MAX_PAGE}.")
+    return offset, limit
 
 
 def admin_servlets(hs: "HomeServer") -> list[Any]:

@@ -17,18 +17,16 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Callable
 
 from homeserver.http.errors import invalid_param, not_found
-from homeserver.http.parse import query_int, query_str
+from homeserver.http.parse import query_str
 from homeserver.http.router import Servlet
 from homeserver.http.site import PimanRequest
-from homeserver.rest.admin import require_admin
+from homeserver.rest.admin import page_of, require_admin
 from storage.stores.event_fetch import chunks
 from storage.stores.rooms import RoomCounts
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
 
 _STATE_FIELDS = {  # summary key -> (event type, content key)
     "name": ("m.room.name", "name"),
@@ -101,10 +99,7 @@ class RoomListServlet(Servlet):
 
     async def on_GET(self, request: PimanRequest) -> tuple[int, Any]:
         await require_admin(self.hs, request)
-        offset = query_int(request, "from", 0)
-        limit = query_int(request, "limit", DEFAULT_LIMIT)
-        if offset < 0 or not 0 < limit <= MAX_LIMIT:
-            raise invalid_param(f"'from' must be >= 0 and 'limit' between 1 and {MAX_LIMIT}.")
+        offset, limit = page_of(request)
         order_by = query_str(request, "order_by", "name")
         if order_by not in _COUNT_ORDERS and order_by not in _STATE_ORDERS:
             raise invalid_param(f"'order_by' must be one of {', '.join([*_COUNT_ORDERS, *_STATE_ORDERS])}.")

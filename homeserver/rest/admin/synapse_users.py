@@ -17,18 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.handlers.profile import AVATAR_URL, DISPLAYNAME, check_value
 from homeserver.http.errors import MatrixError, forbidden, invalid_param, missing_param, not_found
-from homeserver.http.parse import query_bool, query_int, query_str, read_json_object
+from homeserver.http.parse import query_bool, query_str, read_json_object
 from homeserver.http.router import Servlet
 from homeserver.http.site import PimanRequest
 from homeserver.identifiers import UserIdentifierError, split_user_id
-from homeserver.rest.admin import require_admin
+from homeserver.rest.admin import page_of, require_admin
 from storage.stores.users import USER_ORDER_COLUMNS, UserInfo
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
 
 
 def erased_tombstone(user_id: str) -> MatrixError:
@@ -60,10 +58,7 @@ class UserListServlet(Servlet):
 
     async def on_GET(self, request: PimanRequest) -> tuple[int, Any]:
         await require_admin(self.hs, request)
-        offset = query_int(request, "from", 0)
-        limit = query_int(request, "limit", DEFAULT_LIMIT)
-        if offset < 0 or not 0 < limit <= MAX_LIMIT:
-            raise invalid_param(f"'from' must be >= 0 and 'limit' between 1 and {MAX_LIMIT}.")
+        offset, limit = page_of(request)
         order_by = query_str(request, "order_by", "name")
         if order_by not in USER_ORDER_COLUMNS:
             raise invalid_param(f"'order_by' must be one of {', '.join(USER_ORDER_COLUMNS)} "
