@@ -33,6 +33,7 @@ from storage.stores.sealing_keys import MEDIA_STORE, ResealProgress
 
 # How often a running server looks at its data key file for a rotation (a stat: cheap).
 KEY_FILE_CHECK_INTERVAL_S = 10
+IDLE_QUERY_EVERY = 6  # an idle server asks the database for a waiting re-seal once a minute
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +167,11 @@ class BackgroundReseal:
         self._path = hs.config.data_key_path
         self._seen = self._file_state()
         self._stopping = False
+        # Whether a pass may be waiting: at start-up (one may be left from before) and after the
+        # key file changed; otherwise most checks are a stat, and one in IDLE_QUERY_EVERY asks the
+        # database (`rotate --resume` may start a pass without touching the file).
+        self._may_have_work = True
+        self._idle_checks = 0
 
     def stop(self) -> None:
         """Let a re-seal under way stop after its current batch (the server is shutting down)."""
@@ -192,16 +198,23 @@ class BackgroundReseal:
                 logger.error("data key file changed but can't be used, keeping the loaded keys: %s", e)
                 return
             self._seen = state
+            self._may_have_work = True
             if (fresh.current_key_id, fresh.key_ids) != (self._hs.sealer.current_key_id, self._hs.sealer.key_ids):
                 self._hs.sealer.adopt(fresh)
                 logger.info("data key file reloaded: key %r seals new data", fresh.current_key_id)
+        if not self._may_have_work:
+            self._idle_checks += 1
+            if self._idle_checks % IDLE_QUERY_EVERY:
+                return
         progress = await self._hs.store.sealing_keys.get_reseal_progress()
         if not progress or all(p.finished for p in progress) or \
                 progress[0].target_key_id != self._hs.sealer.current_key_id:
+            self._may_have_work = False
             return
         finished = await run_reseal(self._hs.store, self._hs.sealer, self._hs.config.media_store_path,
                                     self._hs.reactor, None, keep_going=lambda: not self._stopping)
         if finished:
+            self._may_have_work = False
             logger.info("re-seal done: everything is sealed with key %r", self._hs.sealer.current_key_id)
 
 
@@ -257,7 +270,8 @@ def cmd_rotate(args: argparse.Namespace) -> int:
             sealer = load_sealer(path)
             await store.sealing_keys.start_reseal(sealer.current_key_id, _now_ms(reactor))
         if server_running:
-            print(f"A server is running on this database: within {KEY_FILE_CHECK_INTERVAL_S} s it seals new data "
+            print(f"A server is running on this database: within {KEY_FILE_CHECK_INTERVAL_S * IDLE_QUERY_EVERY} s it "
+                  f"seals new data "
                   f"with key {sealer.current_key_id!r} and re-seals the stored data in the background. "
                   f"`piman keys status --config {args.config}` shows how far it is.", file=out)
             return 0

@@ -28,6 +28,8 @@ import nacl.secret
 import nacl.utils
 from unpaddedbase64 import decode_base64, encode_base64
 
+from storage.files import replaced_atomically
+
 FORMAT_VERSION = 1
 KEY_SIZE = nacl.secret.SecretBox.KEY_SIZE
 _KEY_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -223,31 +225,9 @@ def load_sealer(path: str) -> Sealer:
 
 
 def _replace_key_file(path: str, text: str) -> None:
-    """Write `text` to a private temporary file beside `path`, then rename it over `path`.
-
-    A crash leaves either the old file or the new one, never a half-written key file.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp_path = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(fd, 0o600)
-            f.write(text)
-            f.flush()
-            os.fsync(fd)
-        os.replace(tmp_path, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_path)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Write the key file anew, private, atomically: a crash leaves the old file or the new one."""
+    with replaced_atomically(path, text=True, sync_directory=True) as f:
+        f.write(text)
 
 
 def add_key_to_file(path: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Collection
+from typing import TYPE_CHECKING, Any
 
 from canonicaljson import encode_canonical_json
 from signedjson.key import decode_verify_key_bytes

@@ -22,6 +22,7 @@ from typing import BinaryIO, Iterator
 import nacl.exceptions
 import nacl.secret
 
+from storage.files import AbandonWrite, replaced_atomically
 from storage.sealing import DataKeyError, Sealer, key_id_of
 
 MAGIC = b"PMF1"
@@ -41,36 +42,25 @@ def write_sealed(sealer: Sealer, source: BinaryIO, dest_path: str, *, limit: int
     Runs blocking I/O: call it from a thread.
     """
     os.makedirs(os.path.dirname(dest_path), exist_ok=True)
-    tmp_path = f"{dest_path}.{secrets.token_hex(6)}.tmp"
     file_key = secrets.token_bytes(nacl.secret.SecretBox.KEY_SIZE)
     box = nacl.secret.SecretBox(file_key)
     prefix = secrets.token_bytes(_PREFIX_SIZE)
     sealed_key = sealer.seal(file_key)
     size = 0
-    try:
-        with open(tmp_path, "xb") as out:
-            out.write(MAGIC + struct.pack(">H", len(sealed_key)) + sealed_key + prefix)
-            index = 0
-            chunk = source.read(CHUNK_SIZE)
-            while True:
-                following = source.read(CHUNK_SIZE) if chunk else b""
-                size += len(chunk)
-                if limit is not None and size > limit:
-                    raise ValueError("source grew past the limit")
-                last = not following
-                out.write(box.encrypt(chunk, _nonce(prefix, index, last)).ciphertext)
-                if last:
-                    break
-                chunk, index = following, index + 1
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp_path, dest_path)
-    except BaseException:
-        try:
-            os.unlink(tmp_path)
-        except FileNotFoundError:
-            pass
-        raise
+    with replaced_atomically(dest_path) as out:
+        out.write(MAGIC + struct.pack(">H", len(sealed_key)) + sealed_key + prefix)
+        index = 0
+        chunk = source.read(CHUNK_SIZE)
+        while True:
+            following = source.read(CHUNK_SIZE) if chunk else b""
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise ValueError("source grew past the limit")
+            last = not following
+            out.write(box.encrypt(chunk, _nonce(prefix, index, last)).ciphertext)
+            if last:
+                break
+            chunk, index = following, index + 1
     return size
 
 
@@ -151,22 +141,12 @@ def reseal_file_key(sealer: Sealer, path: str) -> bool:
         fresh = sealer.reseal(sealed_key)
         if fresh is None:
             return False
-        tmp_path = f"{path}.{secrets.token_hex(6)}.tmp"
-        try:
-            with open(tmp_path, "xb") as out:
-                out.write(MAGIC + struct.pack(">H", len(fresh)) + fresh)
-                while chunk := src.read(CHUNK_SIZE):
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+        written = False
+        with replaced_atomically(path) as out:
+            out.write(MAGIC + struct.pack(">H", len(fresh)) + fresh)
+            while chunk := src.read(CHUNK_SIZE):
+                out.write(chunk)
             if not os.path.exists(path):  # deleted meanwhile: don't bring it back
-                os.unlink(tmp_path)
-                return False
-            os.replace(tmp_path, path)
-        except BaseException:
-            try:
-                os.unlink(tmp_path)
-            except FileNotFoundError:
-                pass
-            raise
-    return True
+                raise AbandonWrite
+            written = True
+    return written

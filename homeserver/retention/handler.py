@@ -37,14 +37,6 @@ class RetentionHandler:
         # What "now" is for expiry, here and in the purge job; tests move it forward.
         self.clock: Clock = hs.clock
 
-    async def max_lifetime(self, room_id: str) -> int | None:
-        """The room's effective max_lifetime in ms (None: its events are kept for ever)."""
-        if not self.rules.enabled:
-            return None
-        state = await self._store.state.get_current_state_events(room_id, [STATE_KEY])
-        stored = state.get(STATE_KEY)
-        return self.rules.effective_max_lifetime(policy_from_content(stored.event.content) if stored else None)
-
     def may_have_expired(self, ts: int, now_ms: int) -> bool:
         """False if an event sent at `ts` is surely still kept at `now_ms`, whatever its room's policy."""
         return self.rules.enabled and ts < now_ms - self.rules.shortest_lifetime

@@ -173,6 +173,12 @@ class TestServer:
     def client(self, token: str | None = None) -> Client:
         return Client(self.base_url, token)
 
+    async def register_admin(self, username: str, password: str = "correct horse battery") -> Client:
+        """A registered user made a server admin (as `piman register --admin` would)."""
+        client = await self.register(username, password)
+        await self.hs.store.users.set_admin(client.user_id, True)
+        return client
+
     async def register(self, username: str, password: str = "correct horse battery", **extra: Any) -> Client:
         """Register through the real UIA flow (dummy stage) and return a logged-in client."""
         client = self.client()

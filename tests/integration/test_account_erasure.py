@@ -16,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pytest_twisted
 import yaml
 from signedjson.sign import sign_json
@@ -28,7 +27,7 @@ from storage.stores.pushers import PusherSettings
 from synapse_compat.admin_register import registration_mac
 from tests.integration.harness import SERVER_NAME, SHARED_SECRET, V3, Client, TestServer, base_config, q, send
 from tests.integration.test_e2e_keys import (PASSWORD, cross_signing_key, cs_key, device_keys, device_signing_key,
-                                             login, one_time_keys, public)
+                                             login, one_time_keys)
 
 MEDIA = "/_matrix/media/v3"
 DEACTIVATE = "/_synapse/admin/v1/deactivate"
@@ -77,11 +76,6 @@ async def count(server_or_hs: Any, table: str, where: str, user_id: str) -> int:
                                      *([user_id] * where.count("?")))
     return int(rows[0][0])
 
-
-async def make_admin(server: TestServer, name: str) -> Client:
-    admin = await server.register(name, password=PASSWORD)
-    await server.hs.store.users.set_admin(admin.user_id, True)
-    return admin
 
 
 async def public_room(owner: Client, *joiners: Client) -> str:
@@ -196,7 +190,7 @@ async def bobs_inbox_senders(server: TestServer, bob: Client) -> list[str]:
 
 @pytest_twisted.ensureDeferred
 async def test_admin_erasure_removes_every_row(server: TestServer) -> None:
-    admin = await make_admin(server, "admin")
+    admin = await server.register_admin("admin")
     alice = await server.register("alice", password=PASSWORD)
     bob = await server.register("bob", password=PASSWORD)
     made = await give_data_everywhere(server, alice, bob)
@@ -273,7 +267,7 @@ async def test_the_erased_id_can_never_be_registered_again(server: TestServer) -
 
 @pytest_twisted.ensureDeferred
 async def test_past_events_pruned_for_later_joiners_kept_for_those_who_had_them(server: TestServer) -> None:
-    admin = await make_admin(server, "admin")
+    admin = await server.register_admin("admin")
     alice = await server.register("alice", password=PASSWORD)
     bob = await server.register("bob", password=PASSWORD)
     dave = await server.register("dave", password=PASSWORD)
@@ -336,7 +330,7 @@ async def test_past_events_pruned_for_later_joiners_kept_for_those_who_had_them(
 
 @pytest_twisted.ensureDeferred
 async def test_a_legal_hold_on_the_user_refuses_erasure_and_changes_nothing(server: TestServer) -> None:
-    admin = await make_admin(server, "admin")
+    admin = await server.register_admin("admin")
     alice = await server.register("alice", password=PASSWORD)
     await alice.put(f"{V3}/profile/{q(alice.user_id)}/displayname", {"displayname": "Alice"})
     await server.hs.store.holds.place_hold("user", alice.user_id, reason="case 42", created_by=admin.user_id,
@@ -369,7 +363,7 @@ async def test_a_legal_hold_on_the_user_refuses_erasure_and_changes_nothing(serv
 
 @pytest_twisted.ensureDeferred
 async def test_a_held_room_keeps_its_part_until_released_then_the_resumer_finishes(server: TestServer) -> None:
-    admin = await make_admin(server, "admin")
+    admin = await server.register_admin("admin")
     alice = await server.register("alice", password=PASSWORD)
     bob = await server.register("bob", password=PASSWORD)
     held, free = await public_room(bob, alice), await public_room(bob, alice)

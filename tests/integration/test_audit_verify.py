@@ -9,7 +9,7 @@ from typing import Any
 import pytest_twisted
 
 from tests.integration.harness import TestServer, create_room, q
-from tests.integration.test_holds_audit import HOLDS, make_admin, piman, write_config
+from tests.integration.test_holds_audit import HOLDS, piman, write_config
 from tests.storage.test_audit_chain import drop_guards
 
 AUDIT = "/_piman/admin/v1/audit_log"
@@ -17,7 +17,7 @@ VERIFY = f"{AUDIT}/verify"
 
 
 async def some_admin_actions(server: TestServer) -> tuple[Any, str]:
-    admin = await make_admin(server)
+    admin = await server.register_admin("dpo")
     alice = await server.register("alice")
     room_id = await create_room(alice)
     assert (await admin.post(HOLDS, {"target_type": "room", "target_id": room_id, "reason": "case 12"})).code == 200
@@ -75,7 +75,7 @@ async def test_head_and_verify_from_the_cli(server: TestServer, tmp_path: Path,
 
     verified = piman(config, "admin", "audit", "verify", "--expect-head", head_hash)
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert verified.stdout.startswith(f"audit log OK: 3 entries checked; head #3 (")
+    assert verified.stdout.startswith("audit log OK: 3 entries checked; head #3 (")
     assert verified.stdout.rstrip().endswith(f"{head_hash}, 1 anchor(s) found")
     bad = piman(config, "admin", "audit", "verify", "--anchor", "not-a-hash")
     assert bad.returncode == 1 and bad.stderr.startswith("piman: --anchor: 'not-a-hash' is not an audit log hash")

@@ -5,21 +5,8 @@ from __future__ import annotations
 
 import pytest_twisted
 
-from synapse_compat.admin_register import registration_mac
-from tests.integration.harness import SHARED_SECRET, V3, Client, TestServer, create_room, q
+from tests.integration.harness import V3, Client, TestServer, create_room, q
 
-
-async def register_admin(server: TestServer, username: str) -> Client:
-    path = "/_synapse/admin/v1/register"
-    client = server.client()
-    nonce = (await client.get(path)).json["nonce"]
-    mac = registration_mac(SHARED_SECRET, nonce, username, "pw-admin-123", True)
-    resp = await client.post(path, {"nonce": nonce, "username": username, "password": "pw-admin-123",
-                                    "admin": True, "mac": mac})
-    assert resp.code == 200, resp
-    client.token = resp.json["access_token"]
-    client.user_id = resp.json["user_id"]
-    return client
 
 
 async def put_alias(client: Client, alias: str, room_id: str) -> int:
@@ -114,7 +101,7 @@ async def test_alias_delete_permissions_and_canonical_alias(server: TestServer) 
     assert canonical.json == {"alt_aliases": []}
     # A server admin may delete any alias, even outside the room.
     assert await put_alias(bob, "#bobs2:test.local", room_id) == 200
-    admin = await register_admin(server, "root")
+    admin = await server.register_admin("root")
     assert (await admin.delete(f"{V3}/directory/room/{q('#bobs2:test.local')}")).code == 200
     assert (await alice.get(f"{V3}/rooms/{room_id}/aliases")).json == {"aliases": []}
 
@@ -137,7 +124,7 @@ async def test_directory_visibility(server: TestServer) -> None:
     assert (unknown.code, unknown.json["errcode"]) == (404, "M_NOT_FOUND")
     unknown_put = await alice.put(f"{V3}/directory/list/room/{q('!nope:test.local')}", {"visibility": "public"})
     assert (unknown_put.code, unknown_put.json["errcode"]) == (404, "M_NOT_FOUND")
-    admin = await register_admin(server, "root")
+    admin = await server.register_admin("root")
     assert (await admin.put(path, {"visibility": "private"})).code == 200
     assert (await server.client().get(path)).json == {"visibility": "private"}
     assert (await alice.put(path, {})).code == 200  # visibility defaults to public

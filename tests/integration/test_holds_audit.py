@@ -15,17 +15,12 @@ import yaml
 from storage.sealed_columns import SEALED_TABLES
 from storage.sealing import add_key_to_file, key_id_of, load_sealer
 from synapse_compat.admin_register import registration_mac
-from tests.integration.harness import SERVER_NAME, SHARED_SECRET, Client, TestServer, base_config, create_room, q
+from tests.integration.harness import SERVER_NAME, SHARED_SECRET, TestServer, base_config, create_room, q
 
 HOLDS = "/_piman/admin/v1/holds"
 AUDIT = "/_piman/admin/v1/audit_log"
 CANARY = "case-canary-7f3a9c"
 
-
-async def make_admin(server: TestServer, name: str = "dpo") -> Client:
-    client = await server.register(name)
-    await server.hs.store.users.set_admin(client.user_id, True)
-    return client
 
 
 def cli_actor() -> str:
@@ -47,7 +42,7 @@ def write_config(tmp_path: Path, database_config: dict[str, Any]) -> Path:
 
 @pytest_twisted.ensureDeferred
 async def test_room_hold_placed_listed_and_released(server: TestServer) -> None:
-    admin = await make_admin(server)
+    admin = await server.register_admin("dpo")
     alice = await server.register("alice")
     room_id = await create_room(alice)
 
@@ -83,7 +78,7 @@ async def test_room_hold_placed_listed_and_released(server: TestServer) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_user_hold_and_bad_requests(server: TestServer) -> None:
-    admin = await make_admin(server)
+    admin = await server.register_admin("dpo")
     alice = await server.register("alice")
 
     placed = await admin.post(HOLDS, {"target_type": "user", "target_id": alice.user_id})
@@ -123,7 +118,7 @@ async def test_user_hold_and_bad_requests(server: TestServer) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_audit_log_records_who_what_when_and_outcome(server: TestServer) -> None:
-    admin = await make_admin(server)
+    admin = await server.register_admin("dpo")
     alice = await server.register("alice")
     room_id = await create_room(alice)
     before = server.hs.clock.time_msec()
@@ -165,7 +160,7 @@ async def test_audit_log_records_who_what_when_and_outcome(server: TestServer) -
 
 @pytest_twisted.ensureDeferred
 async def test_audit_log_is_append_only_and_sealed(server: TestServer) -> None:
-    admin = await make_admin(server)
+    admin = await server.register_admin("dpo")
     alice = await server.register("alice")
     room_id = await create_room(alice)
     assert (await admin.post(HOLDS, {"target_type": "room", "target_id": room_id, "reason": CANARY})).code == 200
@@ -199,7 +194,7 @@ async def test_audit_log_is_append_only_and_sealed(server: TestServer) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_key_rotation_may_reseal_the_log_and_nothing_else(server: TestServer) -> None:
-    admin = await make_admin(server)
+    admin = await server.register_admin("dpo")
     alice = await server.register("alice")
     room_id = await create_room(alice)
     assert (await admin.post(HOLDS, {"target_type": "room", "target_id": room_id, "reason": CANARY})).code == 200

@@ -101,7 +101,6 @@ async def test_undelivered_messages_are_deleted_after_30_days(server: TestServer
     resp = await alice.put(f"{V3}/sendToDevice/m.test/t1", {"messages": {bob.user_id: {bob.device_id: {"n": 1}}}})
     assert resp.code == 200, resp
     [(created,)] = await server.hs.store.db.execute("promise", "SELECT created_ts FROM device_inbox")
-    assert server.hs.config.undelivered_ttl <= 30 * DAY_MS
     assert await server.hs.undelivered_sweeper.sweep(now_ms=created + 30 * DAY_MS + 1) == 1
     assert await server.hs.store.db.execute("promise", "SELECT 1 FROM device_inbox") == []
     assert (await bob.get(f"{V3}/sync")).json.get("to_device", {}).get("events", []) == []

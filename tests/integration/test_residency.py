@@ -15,8 +15,7 @@ import pytest
 import pytest_twisted
 from prometheus_client.parser import text_string_to_metric_families
 
-from synapse_compat.admin_register import registration_mac
-from tests.integration.harness import SHARED_SECRET, Client, TestServer
+from tests.integration.harness import TestServer
 
 RESIDENCY = "/_piman/admin/v1/residency"
 PINNED = {
@@ -29,17 +28,6 @@ PINNED = {
 }
 
 
-async def register_admin(server: TestServer, username: str) -> Client:
-    path = "/_synapse/admin/v1/register"
-    client = server.client()
-    nonce = (await client.get(path)).json["nonce"]
-    mac = registration_mac(SHARED_SECRET, nonce, username, "pw-admin-123", True)
-    resp = await client.post(path, {"nonce": nonce, "username": username, "password": "pw-admin-123",
-                                    "admin": True, "mac": mac})
-    assert resp.code == 200, resp
-    client.token = resp.json["access_token"]
-    return client
-
 
 async def metric_samples(server: TestServer, name: str) -> list[dict[str, str]]:
     """The label sets of every sample of an info metric, e.g. piman_data_residency_info."""
@@ -51,7 +39,7 @@ async def metric_samples(server: TestServer, name: str) -> list[dict[str, str]]:
 @pytest_twisted.ensureDeferred
 @pytest.mark.hs_config(PINNED)
 async def test_admin_api_reports_country_and_every_target(server: TestServer) -> None:
-    admin = await register_admin(server, "dpo")
+    admin = await server.register_admin("dpo")
     resp = await admin.get(RESIDENCY)
     assert resp.code == 200, resp
     config = server.hs.config
@@ -94,7 +82,7 @@ async def test_metrics_report_country_and_locations(server: TestServer) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_unpinned_server_reports_no_country_and_undeclared_targets(server: TestServer) -> None:
-    admin = await register_admin(server, "dpo")
+    admin = await server.register_admin("dpo")
     resp = await admin.get(RESIDENCY)
     assert resp.code == 200, resp
     assert resp.json["country"] is None

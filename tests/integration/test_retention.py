@@ -115,7 +115,7 @@ async def test_policy_outside_the_bounds_or_malformed_is_refused(server: TestSer
 
     assert (await put_state(alice, room_id, "m.room.retention", {"max_lifetime": 2 * DAY})).code == 200
     assert (await alice.get(f"{V3}/rooms/{q(room_id)}/state/m.room.retention/")).json == {"max_lifetime": 2 * DAY}
-    assert await server.hs.retention.max_lifetime(room_id) == 2 * DAY
+    assert await server.hs.retention.cutoffs([room_id], 10 * DAY) == {room_id: 8 * DAY}  # 2 days before now
 
 
 @pytest.mark.hs_config(RETENTION)
@@ -514,7 +514,7 @@ async def test_room_upgrade_keeps_the_retention_policy(server: TestServer) -> No
 
     new_room = await upgrade(room_id)
     assert (await alice.get(f"{V3}/rooms/{q(new_room)}/state/m.room.retention/")).json == {"max_lifetime": 2 * DAY}
-    assert await server.hs.retention.max_lifetime(new_room) == 2 * DAY
+    assert await server.hs.retention.cutoffs([new_room], 10 * DAY) == {new_room: 8 * DAY}  # 2 days before now
     # A policy emptied by a redaction: the replacement gets the organisation's default, like any new room.
     copied = await state_event_id(alice, new_room, "m.room.retention", "")
     assert (await alice.put(f"{V3}/rooms/{q(new_room)}/redact/{copied}/r1", {})).code == 200

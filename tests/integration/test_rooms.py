@@ -146,7 +146,7 @@ async def test_messages_paginate_back_through_everything(server: TestServer) -> 
     seen: list[str] = []
     token = None
     for _ in range(20):
-        query = f"dir=b&limit=7" + (f"&from={token}" if token else "")
+        query = "dir=b&limit=7" + (f"&from={token}" if token else "")
         page = (await alice.get(f"{V3}/rooms/{room_id}/messages?{query}")).json
         seen.extend(e["event_id"] for e in page["chunk"] if e["type"] == "m.room.message")
         token = page.get("end")

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import pytest_twisted
 
-from tests.integration.harness import SERVER_NAME, V3, Client, TestServer, create_room, q
+from tests.integration.harness import SERVER_NAME, V3, TestServer, create_room, q
 
 USERS = "/_synapse/admin/v2/users"
 ROOMS = "/_synapse/admin/v1/rooms"
 
-
-async def make_admin(server: TestServer, name: str = "root") -> Client:
-    client = await server.register(name)
-    await server.hs.store.users.set_admin(client.user_id, True)
-    return client
 
 
 async def login(server: TestServer, user_id: str, password: str) -> int:
@@ -42,7 +37,7 @@ async def test_non_admin_is_refused_everywhere(server: TestServer) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_user_list_paginates_filters_and_sorts(server: TestServer) -> None:
-    admin = await make_admin(server)
+    admin = await server.register_admin("root")
     for name in ("bob", "carol", "dave", "erin"):
         await server.register(name)
     await server.hs.account_handler.deactivate(f"@erin:{SERVER_NAME}")
@@ -69,7 +64,7 @@ async def test_user_list_paginates_filters_and_sorts(server: TestServer) -> None
 
 @pytest_twisted.ensureDeferred
 async def test_create_modify_deactivate_and_audit(server: TestServer) -> None:
-    admin = await make_admin(server)
+    admin = await server.register_admin("root")
     frank = f"@frank:{SERVER_NAME}"
     missing = await admin.get(f"{USERS}/{q(frank)}", check_spec=False)
     assert (missing.code, missing.json["errcode"]) == (404, "M_NOT_FOUND")
@@ -113,7 +108,7 @@ async def test_create_modify_deactivate_and_audit(server: TestServer) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_registration_rules_and_erased_tombstone(server: TestServer) -> None:
-    admin = await make_admin(server)
+    admin = await server.register_admin("root")
     bad = await admin.put(f"{USERS}/{q('@Bad Name:' + SERVER_NAME)}", {"password": "pw-bad-name-1"},
                           check_spec=False)
     assert (bad.code, bad.json["errcode"]) == (400, "M_INVALID_USERNAME")
@@ -142,7 +137,7 @@ async def test_registration_rules_and_erased_tombstone(server: TestServer) -> No
 
 @pytest_twisted.ensureDeferred
 async def test_rooms_list_details_and_members(server: TestServer) -> None:
-    admin = await make_admin(server)
+    admin = await server.register_admin("root")
     alice = await server.register("alice")
     bob = await server.register("bob")
     big = await create_room(alice, name="Zebra crossing", preset="public_chat")

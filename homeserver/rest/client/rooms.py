@@ -36,7 +36,7 @@ class CreateRoomServlet(Servlet):
 
 
 class JoinServlet(Servlet):
-    PATTERNS = client_patterns("/join/(?P<room>[^/]+)") + client_patterns(f"/rooms/(?P<room>[^/]+)/join")
+    PATTERNS = client_patterns("/join/(?P<room>[^/]+)") + client_patterns("/rooms/(?P<room>[^/]+)/join")
 
     async def on_POST(self, request: PimanRequest, room: str) -> tuple[int, Any]:
         requester = await self.hs.auth.get_user_by_req(request, allow_guest=True)
